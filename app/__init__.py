@@ -1,0 +1,1 @@
+"""Accueil web application: FastAPI app factory, settings, auth, routers, pages, CLI."""

@@ -1,0 +1,5 @@
+"""ASGI entry point for uvicorn: the app built from the environment's settings."""
+
+from app.main import create_app
+
+app = create_app()

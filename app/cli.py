@@ -1,0 +1,150 @@
+"""The ``accueil`` command line: serve, db, user, demo."""
+
+import getpass
+import secrets
+from typing import Annotated
+
+import typer
+
+from app.settings import get_settings
+
+cli = typer.Typer(help="Accueil — assistant local du cabinet médical.", no_args_is_help=True)
+db_cli = typer.Typer(help="Base de données (migrations).", no_args_is_help=True)
+user_cli = typer.Typer(help="Comptes du personnel.", no_args_is_help=True)
+demo_cli = typer.Typer(help="Données de démonstration.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(user_cli, name="user")
+cli.add_typer(demo_cli, name="demo")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Adresse d'écoute")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    reload: Annotated[bool, typer.Option(help="Recharger le code (développement)")] = False,
+    workers: Annotated[int, typer.Option(help="Processus")] = 1,
+) -> None:
+    """Start the web application."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.asgi:app", host=host, port=port, reload=reload, workers=workers, proxy_headers=True
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations up to REVISION (head by default)."""
+    from models.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"Schéma à jour ({revision}).")
+
+
+@db_cli.command("check")
+def db_check() -> None:
+    """Fail if the models and the database schema differ."""
+    from models.migrate import check
+
+    check(get_settings().resolved_database_url)
+    typer.echo("Aucune différence entre les modèles et le schéma.")
+
+
+def _session():
+    from models.db import make_engine, session_scope
+
+    engine = make_engine(get_settings().resolved_database_url)
+    return session_scope(engine)
+
+
+@user_cli.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Identifiant de connexion")],
+    role: Annotated[str, typer.Option(help="secretary, physician ou admin")],
+    full_name: Annotated[str, typer.Option(help="Nom affiché")] = "",
+    password: Annotated[
+        str | None, typer.Option(help="Mot de passe (demandé s'il est absent)")
+    ] = None,
+    practitioner_id: Annotated[int | None, typer.Option(help="Praticien lié (médecin)")] = None,
+) -> None:
+    """Create a staff account."""
+    from app.services.errors import DomainError
+    from app.services.users import create_user
+    from models.users import Role
+
+    if role not in {r.value for r in Role}:
+        raise typer.BadParameter("rôle inconnu : secretary, physician ou admin", param_hint="role")
+    if password is None:
+        password = getpass.getpass("Mot de passe : ")
+        if getpass.getpass("Confirmez : ") != password:
+            typer.echo("Les mots de passe diffèrent.", err=True)
+            raise typer.Exit(1)
+    try:
+        with _session() as session:
+            user = create_user(
+                session,
+                username=username,
+                full_name=full_name or username,
+                role=Role(role),
+                password=password,
+                practitioner_id=practitioner_id,
+            )
+            typer.echo(f"Compte « {user.username} » créé ({user.role}).")
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+
+
+@user_cli.command("set-password")
+def user_set_password(
+    username: str,
+    password: Annotated[str | None, typer.Option(help="Nouveau mot de passe")] = None,
+) -> None:
+    """Set a new password (prints a random one when none is given)."""
+    from sqlmodel import select
+
+    from app.services.audit import Actor
+    from app.services.errors import DomainError
+    from app.services.users import set_password
+    from models.users import User
+
+    password = password or secrets.token_urlsafe(12)
+    try:
+        with _session() as session:
+            user = session.exec(select(User).where(User.username == username.lower())).first()
+            if user is None:
+                typer.echo(f"Compte « {username} » introuvable.", err=True)
+                raise typer.Exit(1)
+            set_password(session, user, password, Actor.system("cli"))
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Nouveau mot de passe de « {username} » : {password}")
+
+
+@demo_cli.command("seed")
+def demo_seed(
+    patients: Annotated[int, typer.Option(help="Nombre de patients")] = 200,
+    seed: Annotated[int, typer.Option(help="Graine du générateur")] = 2026,
+) -> None:
+    """Fill an empty database with a realistic demo practice (does nothing twice)."""
+    from app.services.demo import seed_demo
+
+    with _session() as session:
+        result = seed_demo(session, get_settings(), patients=patients, seed=seed)
+    if result.already_seeded:
+        typer.echo("Données de démonstration déjà présentes : rien à faire.")
+        return
+    typer.echo(
+        f"Démo créée : {result.practitioners} praticiens, {result.patients} patients, "
+        f"{result.appointments} rendez-vous."
+    )
+    typer.echo("Comptes de démonstration (mots de passe affichés une seule fois) :")
+    for username, password in result.credentials.items():
+        typer.echo(f"  {username:<12} {password}")
+
+
+def main() -> None:
+    cli()

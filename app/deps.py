@@ -1,0 +1,128 @@
+"""Typed FastAPI dependencies: database session, current user, role guards, CSRF, actor."""
+
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from app.services.audit import Actor
+from app.services.errors import NotAuthenticated, PermissionDenied
+from app.settings import Settings
+from models.audit import ActorKind
+from models.users import Role, User
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class CsrfError(PermissionDenied):
+    def __init__(self) -> None:
+        super(PermissionDenied, self).__init__(
+            "Le formulaire a expiré. Rechargez la page et réessayez.",
+            "The form has expired. Reload the page and try again.",
+        )
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request, committed when the route returns without error."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def verify_csrf(request: Request) -> None:
+    """Unsafe requests made with the session cookie must carry the session's token."""
+    if request.method not in UNSAFE_METHODS or "session" not in request.scope:
+        return
+    expected = request.session.get("csrf")
+    if not expected and not request.session.get("uid"):
+        return  # no session: nothing a forged request could use
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not expected or not sent or not secrets.compare_digest(expected, sent):
+        raise CsrfError()
+
+
+def optional_user(request: Request, session: SessionDep) -> User | None:
+    """The logged-in staff member, if any (inactive accounts are logged out)."""
+    uid = request.session.get("uid") if "session" in request.scope else None
+    if uid is None:
+        return None
+    user = session.get(User, uid)
+    if user is None or not user.is_active or request.session.get("pwd") != user.password_hash[-16:]:
+        request.session.clear()
+        return None
+    request.state.user = user
+    return user
+
+
+class RoleGuard:
+    """Dependency allowing only the named roles; every staff route carries one."""
+
+    def __init__(self, *roles: Role) -> None:
+        if not roles:
+            raise ValueError("a RoleGuard names at least one role")
+        self.roles = frozenset(roles)
+
+    def __call__(self, user: Annotated[User | None, Depends(optional_user)]) -> User:
+        if user is None:
+            raise NotAuthenticated()
+        if user.role not in self.roles:
+            raise PermissionDenied()
+        return user
+
+    def __repr__(self) -> str:
+        return f"RoleGuard({', '.join(sorted(self.roles))})"
+
+
+def public() -> None:
+    """Marks a route as open to anyone; routes without a guard or this mark fail at start-up."""
+
+
+ANY_STAFF = RoleGuard(Role.secretary, Role.physician, Role.admin)
+PATIENT_STAFF = RoleGuard(Role.secretary, Role.physician)
+ADMIN_ONLY = RoleGuard(Role.admin)
+
+StaffUser = Annotated[User, Depends(ANY_STAFF)]
+PatientStaffUser = Annotated[User, Depends(PATIENT_STAFF)]
+AdminUser = Annotated[User, Depends(ADMIN_ONLY)]
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def user_actor(request: Request, user: User) -> Actor:
+    return Actor(
+        kind=ActorKind.user, id=str(user.id), name=user.username, address=client_address(request)
+    )

@@ -1,0 +1,105 @@
+"""The FastAPI application factory."""
+
+import logging
+from pathlib import Path
+
+import swagger_ui_bundle
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.deps import verify_csrf
+from app.errors import install_error_handlers
+from app.route_table import ensure_routes_guarded
+from app.routers import admin, auth, home, patients, system
+from app.settings import Settings, get_settings
+from models.db import make_engine
+
+STATIC_DIR = Path(__file__).parent / "static"
+SESSION_COOKIE = "accueil_session"
+
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
+_CSP_DOCS = _CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+)
+
+
+class SecurityHeaders:
+    """Adds a strict Content-Security-Policy and the usual hardening headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = _CSP_DOCS if scope["path"] == "/docs" else _CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", csp.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"permissions-policy", b"camera=(), geolocation=(), microphone=(self)"),
+                ]
+                if not scope["path"].startswith("/static"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for the given settings (the environment's by default)."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = FastAPI(
+        title="Accueil",
+        summary="Assistant local du cabinet médical",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(verify_csrf)],
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+
+    app.mount(
+        "/static/swagger",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger",
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for router in (
+        system.router,
+        auth.router,
+        home.router,
+        patients.api,
+        patients.pages,
+        admin.router,
+    ):
+        app.include_router(router)
+    install_error_handlers(app)
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.resolved_secret_key(),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(SecurityHeaders)
+    ensure_routes_guarded(app)
+    return app

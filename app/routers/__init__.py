@@ -1,0 +1,1 @@
+"""HTTP routes: thin faces over app/services."""

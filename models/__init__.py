@@ -1,0 +1,51 @@
+"""SQLModel tables, shared pydantic types, engine and session factory. No business rules."""
+
+from sqlmodel import SQLModel
+
+from models.appointments import (
+    Appointment,
+    AppointmentSource,
+    AppointmentStatus,
+    PartOfDay,
+    WaitingListEntry,
+    WaitingStatus,
+)
+from models.audit import ActorKind, AuditEvent
+from models.conversations import Conversation
+from models.documents import DocumentKind, DocumentVersion, GeneratedDocument, ReviewStatus
+from models.knowledge import IngestionStatus, KnowledgeDocument
+from models.patients import Patient, Sex
+from models.practice import Absence, Practitioner, WorkingHours
+from models.questionnaires import PreConsultation, PreConsultationStatus, Questionnaire
+from models.users import Role, User
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Absence",
+    "ActorKind",
+    "Appointment",
+    "AppointmentSource",
+    "AppointmentStatus",
+    "AuditEvent",
+    "Conversation",
+    "DocumentKind",
+    "DocumentVersion",
+    "GeneratedDocument",
+    "IngestionStatus",
+    "KnowledgeDocument",
+    "PartOfDay",
+    "Patient",
+    "Practitioner",
+    "PreConsultation",
+    "PreConsultationStatus",
+    "Questionnaire",
+    "ReviewStatus",
+    "Role",
+    "Sex",
+    "User",
+    "WaitingListEntry",
+    "WaitingStatus",
+    "WorkingHours",
+    "metadata",
+]
