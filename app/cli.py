@@ -28,7 +28,13 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "app.asgi:app", host=host, port=port, reload=reload, workers=workers, proxy_headers=True
+        "app.asgi:app",
+        host=host,
+        port=port,
+        reload=reload,
+        workers=workers,
+        proxy_headers=True,
+        access_log=False,  # app.main.RequestLog logs requests without query strings
     )
 
 

@@ -1,6 +1,7 @@
 """The FastAPI application factory."""
 
 import logging
+import time
 from pathlib import Path
 
 import swagger_ui_bundle
@@ -18,6 +19,7 @@ from models.db import make_engine
 
 STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "accueil_session"
+access_log = logging.getLogger("accueil.access")
 
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -27,6 +29,38 @@ _CSP = (
 _CSP_DOCS = _CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
     "style-src 'self'", "style-src 'self' 'unsafe-inline'"
 )
+
+
+class RequestLog:
+    """One log line per request: method, path, status, duration. Query strings (which can
+    carry names searched for) are never logged; uvicorn's own access log is off."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - start) * 1000,
+            )
 
 
 class SecurityHeaders:
@@ -63,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (the environment's by default)."""
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpx2", "chromadb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app = FastAPI(
         title="Accueil",
         summary="Assistant local du cabinet médical",
@@ -101,5 +137,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.secure_cookies,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
     ensure_routes_guarded(app)
     return app

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     def resolved_secret_key(self) -> str:
         """The signing key; without one, a random key is kept in the data directory."""
-        if self.secret_key is not None:
+        if self.secret_key is not None and self.secret_key.get_secret_value().strip():
             return self.secret_key.get_secret_value()
         key_file = self.data_dir / "secret_key"
         if key_file.exists():

@@ -1,0 +1,1 @@
+"""FastMCP servers, one per practice area: thin tool faces over app/services."""

@@ -1,0 +1,1 @@
+"""Prompts as versioned files; each generated artifact stores the prompt id, version and hash."""

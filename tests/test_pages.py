@@ -1,0 +1,122 @@
+"""Every page renders for the roles that may see it, in French and English, from the box alone."""
+
+import re
+
+import pytest
+from sqlmodel import Session
+
+from app.services.audit import Actor
+from app.services.patients import create_patient
+from models.audit import ActorKind
+from models.patients import PatientCreate, Sex
+
+HTML = {"accept": "text/html"}
+# Any absolute URL, protocol-relative URL or CSS @import pointing off the box.
+EXTERNAL = re.compile(r"""(?:src|href|action|content|url)\s*[=(]\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+@pytest.fixture
+def patient_id(db: Session) -> int:
+    actor = Actor(kind=ActorKind.system, name="test")
+    patient = create_patient(
+        db,
+        actor,
+        PatientCreate(
+            birth_name="Lefèvre", first_name="Hélène", birth_date="1975-03-04", sex=Sex.female
+        ),
+    )
+    db.commit()
+    return patient.id
+
+
+def _pages(patient_id: int) -> dict[str, list[str]]:
+    patient_pages = [
+        "/",
+        "/patients",
+        "/patients?q=lefevre",
+        "/patients/new",
+        f"/patients/{patient_id}",
+        f"/patients/{patient_id}/edit",
+    ]
+    return {
+        "secretaire": patient_pages,
+        "medecin": patient_pages,
+        "admin": ["/", "/admin/audit", "/admin/audit?action=patient.&page=1", "/docs"],
+    }
+
+
+def test_no_page_loads_anything_from_outside_the_box(logged_in, client, patient_id) -> None:
+    for username, paths in {"anonymous": ["/login"], **_pages(patient_id)}.items():
+        if username != "anonymous":
+            logged_in(username)
+        for path in paths:
+            page = client.get(path, headers=HTML)
+            assert page.status_code == 200, (username, path)
+            assert not EXTERNAL.search(page.text), (path, EXTERNAL.search(page.text))
+    css = client.get("/static/accueil.css").text
+    assert "@import" not in css and not re.search(r"url\(\s*['\"]?(https?:)?//", css)
+    swagger = client.get("/static/swagger/swagger-ui-bundle.js")
+    assert swagger.status_code == 200
+
+
+def test_pages_carry_a_strict_content_security_policy(client) -> None:
+    page = client.get("/login", headers=HTML)
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_pages_switch_to_english(logged_in, client, patient_id) -> None:
+    logged_in("secretaire")
+    client.get("/lang/en")
+    page = client.get(f"/patients/{patient_id}", headers=HTML)
+    assert '<html lang="en">' in page.text and "Date of birth" in page.text
+    client.get("/lang/fr")
+    page = client.get(f"/patients/{patient_id}", headers=HTML)
+    assert '<html lang="fr">' in page.text and "Date de naissance" in page.text
+
+
+def test_unknown_page_is_a_clear_404(logged_in, client) -> None:
+    logged_in("secretaire")
+    page = client.get("/nowhere", headers=HTML)
+    assert page.status_code == 404 and "Page introuvable." in page.text
+
+
+def test_audit_page_filters_events(logged_in, client, patient_id) -> None:
+    logged_in("secretaire")
+    client.get(f"/patients/{patient_id}", headers=HTML)
+    logged_in("admin")
+    page = client.get("/admin/audit", params={"action": "patient.read"}, headers=HTML)
+    assert "1 évènement(s)" in page.text and "patient.read" in page.text
+    assert "secretaire" in page.text
+    page = client.get("/admin/audit", params={"patient_id": str(patient_id)}, headers=HTML)
+    assert "patient.create" in page.text and "patient.read" in page.text
+    page = client.get("/admin/audit", params={"actor": "nobody"}, headers=HTML)
+    assert "0 évènement(s)" in page.text
+
+
+def test_home_lists_todays_appointments(logged_in, client, db: Session, patient_id) -> None:
+    from datetime import datetime, timedelta
+
+    from models.appointments import Appointment
+    from models.practice import Practitioner
+
+    practitioner = Practitioner(first_name="Claire", last_name="Martin")
+    db.add(practitioner)
+    db.flush()
+    tz = client.app.state.settings.tz
+    start = datetime.now(tz).replace(hour=12, minute=0, second=0, microsecond=0)
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient_id,
+            starts_at=start,
+            ends_at=start + timedelta(minutes=20),
+            reason="Fièvre",
+        )
+    )
+    db.commit()
+    logged_in("secretaire")
+    page = client.get("/", headers=HTML)
+    assert "12:00–12:20" in page.text and "Dr Claire Martin" in page.text
+    assert "Fièvre" in page.text and "Lefèvre Hélène" in page.text
