@@ -19,6 +19,7 @@ from app.settings import Settings
 from models.db import make_engine
 from models.migrate import upgrade
 from models.users import Role
+from tests.browser import browser_page, live_server  # noqa: F401  (fixtures)
 
 PG_URL = os.environ.get("ACCUEIL_TEST_DATABASE_URL", "")
 PASSWORD = "correct-horse-battery"
