@@ -6,16 +6,27 @@ from models.appointments import (
     Appointment,
     AppointmentSource,
     AppointmentStatus,
+    OfferStatus,
     PartOfDay,
     WaitingListEntry,
+    WaitingOffer,
     WaitingStatus,
 )
 from models.audit import ActorKind, AuditEvent
 from models.conversations import Conversation
 from models.documents import DocumentKind, DocumentVersion, GeneratedDocument, ReviewStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
+from models.mcp_clients import McpClient
 from models.patients import Patient, Sex
-from models.practice import Absence, Practitioner, WorkingHours
+from models.practice import (
+    Absence,
+    CalendarFeed,
+    PracticeClosure,
+    Practitioner,
+    VisitType,
+    VisitTypeDuration,
+    WorkingHours,
+)
 from models.questionnaires import PreConsultation, PreConsultationStatus, Questionnaire
 from models.users import Role, User
 
@@ -23,6 +34,13 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Absence",
+    "CalendarFeed",
+    "McpClient",
+    "OfferStatus",
+    "PracticeClosure",
+    "VisitType",
+    "VisitTypeDuration",
+    "WaitingOffer",
     "ActorKind",
     "Appointment",
     "AppointmentSource",

@@ -88,3 +88,33 @@ class WaitingListEntry(SQLModel, table=True):
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OfferStatus(StrEnum):
+    """Life cycle of a freed slot offered to a waiting patient."""
+
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"
+    superseded = "superseded"  # the slot was taken some other way
+
+
+class WaitingOffer(SQLModel, table=True):
+    """A freed slot offered to one waiting-list entry; tracked until answered or expired."""
+
+    __tablename__ = "waiting_offers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="waiting_list_entries.id", index=True)
+    practitioner_id: int = Field(foreign_key="practitioners.id")
+    starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    freed_by_appointment_id: int | None = Field(default=None, foreign_key="appointments.id")
+    status: OfferStatus = Field(default=OfferStatus.pending, sa_type=String(16), index=True)
+    rank: int = Field(default=1)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    booked_appointment_id: int | None = Field(default=None, foreign_key="appointments.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

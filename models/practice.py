@@ -59,3 +59,54 @@ class Absence(SQLModel, table=True):
     starts_at: datetime = Field(sa_type=UTCDateTime)
     ends_at: datetime = Field(sa_type=UTCDateTime)
     reason: str = Field(default="", max_length=128)
+
+
+class VisitType(SQLModel, table=True):
+    """A kind of visit (consultation, vaccination...) with its usual duration."""
+
+    __tablename__ = "visit_types"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    label: str = Field(max_length=128)
+    duration_minutes: int | None = Field(default=None, ge=5, le=240)
+    is_active: bool = Field(default=True)
+
+
+class VisitTypeDuration(SQLModel, table=True):
+    """A practitioner's own duration for a visit type (overrides the visit type's)."""
+
+    __tablename__ = "visit_type_durations"
+    __table_args__ = (UniqueConstraint("practitioner_id", "visit_type_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    practitioner_id: int = Field(foreign_key="practitioners.id", ondelete="CASCADE")
+    visit_type_id: int = Field(foreign_key="visit_types.id", ondelete="CASCADE")
+    duration_minutes: int = Field(ge=5, le=240)
+
+
+class PracticeClosure(SQLModel, table=True):
+    """A period when the whole practice is closed (public holiday, works...)."""
+
+    __tablename__ = "practice_closures"
+    __table_args__ = (CheckConstraint("starts_at < ends_at", name="range"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(default="", max_length=128)
+
+
+class CalendarFeed(SQLModel, table=True):
+    """A token-protected iCalendar feed of one practitioner's agenda (token stored hashed)."""
+
+    __tablename__ = "calendar_feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    practitioner_id: int = Field(foreign_key="practitioners.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64, unique=True)
+    include_patient_names: bool = Field(default=False)
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
