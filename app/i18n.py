@@ -14,7 +14,11 @@ _LOCALES = Path(__file__).parent / "locales"
 
 @cache
 def catalog(language: str) -> dict[str, str]:
-    return json.loads((_LOCALES / f"{language}.json").read_text(encoding="utf-8"))
+    """``locales/<lang>.json`` merged with every ``locales/<lang>/*.json`` (one per feature)."""
+    merged: dict[str, str] = json.loads((_LOCALES / f"{language}.json").read_text("utf-8"))
+    for part in sorted((_LOCALES / language).glob("*.json")):
+        merged.update(json.loads(part.read_text("utf-8")))
+    return merged
 
 
 def translate(language: str, key: str, **params: Any) -> str:
