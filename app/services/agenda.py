@@ -64,6 +64,7 @@ def nearby_slots(
     around: datetime,
     minutes: int,
     limit: int = 3,
+    now: datetime | None = None,
 ) -> list[Slot]:
     """Free slots from the requested time to the end of the next day."""
     local = around.astimezone(tz)
@@ -78,6 +79,7 @@ def nearby_slots(
             duration_minutes=minutes,
             limit=limit,
         ),
+        now=now,
     )
 
 
@@ -102,16 +104,32 @@ def _check_slot(
             f"En dehors des horaires de consultation de {practitioner.display_name}.",
             f"Outside {practitioner.display_name}'s consultation hours.",
         )
-    busy = busy_intervals(
-        session,
-        [practitioner.id or 0],
-        starts_at,
-        ends_at,
-        ignore_appointment_id=ignore_appointment_id,
-    )[practitioner.id or 0]
-    if busy:
+    pid = practitioner.id or 0
+    taken = session.exec(
+        select(Appointment.id).where(
+            Appointment.practitioner_id == pid,
+            Appointment.status != AppointmentStatus.cancelled,
+            Appointment.starts_at < ends_at,
+            Appointment.ends_at > starts_at,
+            Appointment.id != (ignore_appointment_id or 0),
+        )
+    ).first()
+    unavailable = taken is None and bool(
+        busy_intervals(
+            session, [pid], starts_at, ends_at, ignore_appointment_id=ignore_appointment_id
+        )[pid]
+    )
+    if taken is not None or unavailable:
         minutes = int((ends_at - starts_at).total_seconds() // 60)
-        raise SlotTaken(nearby_slots(session, tz, practitioner.id or 0, starts_at, minutes), tz)
+        alternatives = nearby_slots(session, tz, pid, starts_at, minutes, now=now)
+        if taken is not None:
+            raise SlotTaken(alternatives, tz)
+        raise SlotTaken(
+            alternatives,
+            tz,
+            f"{practitioner.display_name} est absent(e) ou le cabinet est fermé à ce moment.",
+            f"{practitioner.display_name} is away or the practice is closed then.",
+        )
 
 
 def _practitioner(session: Session, practitioner_id: int) -> Practitioner:
@@ -125,7 +143,7 @@ def _patient(session: Session, patient_id: int) -> Patient:
     return patient
 
 
-def _save(session: Session, tz: ZoneInfo, appointment: Appointment) -> None:
+def _save(session: Session, tz: ZoneInfo, appointment: Appointment, now: datetime) -> None:
     """Flush the change; a concurrent booking of the same time is turned into SlotTaken."""
     session.add(appointment)
     try:
@@ -136,7 +154,9 @@ def _save(session: Session, tz: ZoneInfo, appointment: Appointment) -> None:
         session.rollback()
         minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
         raise SlotTaken(
-            nearby_slots(session, tz, appointment.practitioner_id, appointment.starts_at, minutes),
+            nearby_slots(
+                session, tz, appointment.practitioner_id, appointment.starts_at, minutes, now=now
+            ),
             tz,
         ) from exc
     except OperationalError as exc:  # SQLite gave up waiting for the write lock
@@ -180,7 +200,7 @@ def book_appointment(
         source=source,
         created_by_id=created_by_id,
     )
-    _save(session, tz, appointment)
+    _save(session, tz, appointment, now)
     audit.record(
         session,
         actor,
@@ -237,7 +257,7 @@ def move_appointment(
     appointment.practitioner_id = target.id or 0
     appointment.starts_at, appointment.ends_at = start, end
     appointment.updated_at = utcnow()
-    _save(session, tz, appointment)
+    _save(session, tz, appointment, now)
     audit.record(
         session,
         actor,

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from app.services import audit
-from app.services.agenda import book_appointment
+from app.services.agenda import SlotTaken, book_appointment
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.slots import NOON, Slot, active_practitioners
 from models.appointments import (
@@ -187,19 +187,33 @@ def accept_offer(
     offer, entry = _pending_offer(session, offer_id)
     if offer.expires_at <= now:
         raise Conflict("Cette proposition a expiré.", "This offer has expired.")
-    appointment = book_appointment(
-        session,
-        actor,
-        tz,
-        patient_id=entry.patient_id,
-        practitioner_id=offer.practitioner_id,
-        starts_at=offer.starts_at,
-        duration_minutes=entry.duration_minutes,
-        reason=entry.reason,
-        source=source,
-        created_by_id=created_by_id,
-        now=now,
-    )
+    try:
+        appointment = book_appointment(
+            session,
+            actor,
+            tz,
+            patient_id=entry.patient_id,
+            practitioner_id=offer.practitioner_id,
+            starts_at=offer.starts_at,
+            duration_minutes=entry.duration_minutes,
+            reason=entry.reason,
+            source=source,
+            created_by_id=created_by_id,
+            now=now,
+        )
+    except SlotTaken as exc:
+        # Someone else got the slot first: the offer lapses, the patient keeps waiting.
+        session.rollback()
+        offer, entry = _pending_offer(session, offer_id)
+        offer.status = OfferStatus.superseded
+        entry.status = WaitingStatus.waiting
+        offer.updated_at = entry.updated_at = utcnow()
+        session.add_all([offer, entry])
+        session.commit()
+        raise Conflict(
+            "Ce créneau vient d'être pris ; le patient reste sur la liste d'attente.",
+            "This slot was just taken; the patient stays on the waiting list.",
+        ) from exc
     offer.status = OfferStatus.accepted
     offer.booked_appointment_id = appointment.id
     offer.updated_at = utcnow()
