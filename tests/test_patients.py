@@ -257,3 +257,47 @@ def test_form_registers_then_edits_a_patient(logged_in, db: Session) -> None:
 def test_admin_cannot_read_patient_records(logged_in) -> None:
     client = logged_in("admin")
     assert client.get("/api/patients").status_code == 403
+
+
+def test_look_alike_patients_need_a_confirmation(logged_in, db: Session) -> None:
+    client = logged_in("secretaire")
+    payload = {
+        "birth_name": "Lefèvre",
+        "first_name": "Hélène",
+        "birth_date": "1975-03-04",
+        "sex": "F",
+    }
+    first = client.post("/api/patients", json=payload)
+    assert first.status_code == 201
+    # Same person typed differently, or registered under her usage name.
+    for variant in (
+        {"birth_name": "LEFEVRE", "first_name": "helene"},
+        {"birth_name": "Martin", "used_name": "Lefevre", "first_name": "Hélène"},
+    ):
+        again = client.post("/api/patients", json={**payload, **variant})
+        assert again.status_code == 409
+        assert "semble déjà enregistré" in again.json()["detail"]
+        assert f"n° {first.json()['id']}" in again.json()["detail"]
+    # A different first name or birth date is no duplicate.
+    assert client.post("/api/patients", json={**payload, "first_name": "Paul"}).status_code == 201
+    twin = client.post("/api/patients", params={"confirm_not_duplicate": "true"}, json=payload)
+    assert twin.status_code == 201
+
+
+def test_form_offers_to_confirm_a_look_alike(logged_in) -> None:
+    client = logged_in("secretaire")
+    token = client.headers["x-csrf-token"]
+    form = {
+        "csrf_token": token,
+        "birth_name": "Roux",
+        "first_name": "Léa",
+        "sex": "F",
+        "birth_date": "2001-07-14",
+    }
+    assert client.post("/patients", data=form, follow_redirects=False).status_code == 303
+    again = client.post("/patients", data=form, headers={"accept": "text/html"})
+    assert again.status_code == 409 and 'name="confirm_not_duplicate"' in again.text
+    confirmed = client.post(
+        "/patients", data={**form, "confirm_not_duplicate": "1"}, follow_redirects=False
+    )
+    assert confirmed.status_code == 303

@@ -59,9 +59,17 @@ def search(
 
 @api.post("", response_model=PatientRead, status_code=201, summary="Register a patient")
 def create(
-    request: Request, user: PatientStaffUser, session: SessionDep, data: PatientCreate
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    data: PatientCreate,
+    confirm_not_duplicate: Annotated[
+        bool, Query(description="Register even if a look-alike patient is on file")
+    ] = False,
 ) -> Patient:
-    return patient_service.create_patient(session, user_actor(request, user), data)
+    return patient_service.create_patient(
+        session, user_actor(request, user), data, confirm_not_duplicate=confirm_not_duplicate
+    )
 
 
 @api.get("/{patient_id}", response_model=PatientRead, summary="Read a patient")
@@ -152,9 +160,13 @@ def new_page(request: Request, user: PatientStaffUser) -> Response:
 @pages.post("", summary="Register a patient from the form")
 async def create_from_form(request: Request, user: PatientStaffUser, session: SessionDep):
     values = await _form_values(request)
+    confirmed = (await request.form()).get("confirm_not_duplicate") == "1"
     try:
         patient = patient_service.create_patient(
-            session, user_actor(request, user), PatientCreate(**values)
+            session,
+            user_actor(request, user),
+            PatientCreate(**values),
+            confirm_not_duplicate=confirmed,
         )
     except ValidationError as exc:
         return _form_page(
@@ -162,9 +174,9 @@ async def create_from_form(request: Request, user: PatientStaffUser, session: Se
         )
     except DomainError as exc:
         message = exc.message(request_language(request))
-        return _form_page(
-            request, values, None, [{"field": "", "message": message}], exc.status_code
-        )
+        errors = [{"field": "", "message": message}]
+        values["possible_duplicate"] = isinstance(exc, patient_service.PossibleDuplicate)
+        return _form_page(request, values, None, errors, exc.status_code)
     return RedirectResponse(f"/patients/{patient.id}?created=1", status_code=303)
 
 

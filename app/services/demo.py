@@ -231,7 +231,7 @@ def seed_demo(
             continue
         if data.nir:
             seen_nir.add(data.nir)
-        patient_ids.append(create_patient(session, actor, data).id)
+        patient_ids.append(create_patient(session, actor, data, confirm_not_duplicate=True).id)
     appointments = _agenda(session, settings, rng, practitioners, patient_ids)
     result = SeedResult(
         practitioners=len(practitioners), patients=len(patient_ids), appointments=appointments

@@ -33,13 +33,52 @@ def _nir_taken(session: Session, nir: str | None, except_id: int | None = None) 
     return session.exec(query).first() is not None
 
 
-def create_patient(session: Session, actor: audit.Actor, data: PatientCreate) -> Patient:
-    """Register a patient; a NIR already on file is refused."""
+class PossibleDuplicate(Conflict):
+    """Patients already on file look like the one being registered."""
+
+    def __init__(self, candidates: list[Patient]) -> None:
+        listed = "; ".join(
+            f"{p.display_name}, né(e) le {p.birth_date:%d/%m/%Y} (n° {p.id})" for p in candidates
+        )
+        super().__init__(
+            f"Ce patient semble déjà enregistré : {listed}. "
+            "Vérifiez, puis confirmez s'il s'agit bien d'une autre personne.",
+            f"This patient seems to be on file already: {listed}. "
+            "Check, then confirm if this really is another person.",
+        )
+        self.candidates = candidates
+
+
+def possible_duplicates(session: Session, data: PatientCreate) -> list[Patient]:
+    """Patients born the same day whose names match (birth or usage name, accents ignored)."""
+    surnames = {fold(data.birth_name)} | ({fold(data.used_name)} if data.used_name else set())
+    first = fold(data.first_name)
+    same_day = session.exec(select(Patient).where(Patient.birth_date == data.birth_date)).all()
+    return [
+        p
+        for p in same_day
+        if ({fold(p.birth_name)} | ({fold(p.used_name)} if p.used_name else set())) & surnames
+        and (fold(p.first_name).startswith(first) or first.startswith(fold(p.first_name)))
+    ]
+
+
+def create_patient(
+    session: Session,
+    actor: audit.Actor,
+    data: PatientCreate,
+    *,
+    confirm_not_duplicate: bool = False,
+) -> Patient:
+    """Register a patient; a NIR on file is refused, a look-alike needs a confirmation."""
     if _nir_taken(session, data.nir):
         raise Conflict(
             "Un patient avec ce numéro de sécurité sociale existe déjà.",
             "A patient with this social security number already exists.",
         )
+    if not confirm_not_duplicate:
+        candidates = possible_duplicates(session, data)
+        if candidates:
+            raise PossibleDuplicate(candidates)
     patient = Patient(**data.model_dump())
     patient.search_key = _search_key(patient)
     session.add(patient)
