@@ -15,6 +15,10 @@ demo_cli = typer.Typer(help="Données de démonstration.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(demo_cli, name="demo")
+mcp_cli = typer.Typer(
+    help="Serveurs MCP (outils du cabinet) et leurs clients.", no_args_is_help=True
+)
+cli.add_typer(mcp_cli, name="mcp")
 
 
 @cli.command()
@@ -150,6 +154,79 @@ def demo_seed(
     typer.echo("Comptes de démonstration (mots de passe affichés une seule fois) :")
     for username, password in result.credentials.items():
         typer.echo(f"  {username:<12} {password}")
+
+
+@mcp_cli.command("serve")
+def mcp_serve(
+    server: Annotated[str, typer.Argument(help="agenda")],
+    transport: Annotated[str, typer.Option(help="stdio ou http")] = "stdio",
+    host: Annotated[str, typer.Option(help="Adresse d'écoute (http)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (http)")] = 8100,
+) -> None:
+    """Run one MCP server alone, over stdio (for a local MCP client) or streamable HTTP."""
+    import getpass
+
+    import uvicorn
+
+    from app.services.audit import Actor
+    from mcp_servers.mount import SERVERS
+    from mcp_servers.runtime import BearerTokenGuard, ToolRuntime
+    from models.audit import ActorKind
+    from models.db import make_engine
+
+    if server not in SERVERS:
+        raise typer.BadParameter(f"serveur inconnu ; choix : {', '.join(SERVERS)}")
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    actor = Actor(kind=ActorKind.mcp_client, name=f"stdio:{getpass.getuser()}")
+    mcp = SERVERS[server](ToolRuntime(engine, settings, actor))
+    if transport == "stdio":
+        mcp.run("stdio")
+    elif transport == "http":
+        # Alone over HTTP, the same bearer tokens as in the app protect it.
+        uvicorn.run(
+            BearerTokenGuard(mcp.streamable_http_app(), engine, server),
+            host=host,
+            port=port,
+            access_log=False,
+        )
+    else:
+        raise typer.BadParameter("transport : stdio ou http")
+
+
+@mcp_cli.command("client-create")
+def mcp_client_create(name: str) -> None:
+    """Create an MCP client and print its bearer token (shown once)."""
+    from app.services.audit import Actor
+    from app.services.errors import DomainError
+    from app.services.mcp_clients import create_client
+
+    try:
+        with _session() as session:
+            client, token = create_client(session, Actor.system("cli"), name)
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Client MCP « {client.name} » créé. Jeton (affiché une seule fois) :")
+    typer.echo(token)
+
+
+@mcp_cli.command("client-revoke")
+def mcp_client_revoke(name: str) -> None:
+    """Revoke an MCP client's token."""
+    from sqlmodel import select
+
+    from app.services.audit import Actor
+    from app.services.mcp_clients import revoke_client
+    from models.mcp_clients import McpClient
+
+    with _session() as session:
+        client = session.exec(select(McpClient).where(McpClient.name == name)).first()
+        if client is None:
+            typer.echo(f"Client « {name} » introuvable.", err=True)
+            raise typer.Exit(1)
+        revoke_client(session, Actor.system("cli"), client.id or 0)
+    typer.echo(f"Jeton de « {name} » révoqué.")
 
 
 def main() -> None:

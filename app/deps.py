@@ -82,6 +82,9 @@ def optional_user(request: Request, session: SessionDep) -> User | None:
     if user is None or not user.is_active or request.session.get("pwd") != user.password_hash[-16:]:
         request.session.clear()
         return None
+    # Detached with its attributes loaded: an error page rendered after the request's
+    # transaction was rolled back can still show who is logged in.
+    session.expunge(user)
     request.state.user = user
     return user
 

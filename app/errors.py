@@ -2,6 +2,7 @@
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,7 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
             target = request.url.path
             if request.url.query:
                 target += "?" + request.url.query
-            return RedirectResponse(f"/login?next={target}", status_code=303)
+            return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
         language = request_language(request)
         return JSONResponse(
             {"detail": exc.message(language)},

@@ -2,6 +2,8 @@
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import swagger_ui_bundle
@@ -13,8 +15,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
 from app.route_table import ensure_routes_guarded
-from app.routers import admin, auth, home, patients, system
+from app.routers import (
+    admin,
+    admin_mcp,
+    agenda_pages,
+    auth,
+    calendar_feed,
+    home,
+    patients,
+    system,
+    waiting_list_pages,
+)
 from app.settings import Settings, get_settings
+from mcp_servers.mount import mount_mcp_servers, run_mcp_servers
 from models.db import make_engine
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -85,7 +98,8 @@ class SecurityHeaders:
                     (b"referrer-policy", b"no-referrer"),
                     (b"permissions-policy", b"camera=(), geolocation=(), microphone=(self)"),
                 ]
-                if not scope["path"].startswith("/static"):
+                own_cache = any(name.lower() == b"cache-control" for name, _ in headers)
+                if not scope["path"].startswith("/static") and not own_cache:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
@@ -99,7 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "httpx2", "chromadb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_mcp_servers(app.state.mcp_servers):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Accueil",
         summary="Assistant local du cabinet médical",
         version="0.1.0",
@@ -117,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         name="swagger",
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.mcp_servers = mount_mcp_servers(app)
     for router in (
         system.router,
         auth.router,
@@ -124,6 +146,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients.api,
         patients.pages,
         admin.router,
+        admin_mcp.router,
+        agenda_pages.router,
+        waiting_list_pages.router,
+        calendar_feed.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

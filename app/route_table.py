@@ -47,6 +47,8 @@ def route_table(app: FastAPI) -> Iterator[RouteEntry]:
             )
         elif isinstance(original, Mount):
             guard = "public" if original.path in PUBLIC_MOUNTS else None
+            if getattr(original.app, "requires_bearer_token", False):
+                guard = "bearer"
             yield RouteEntry(original.path, frozenset(), guard)
 
 

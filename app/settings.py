@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     timezone: str = "Europe/Paris"
     default_language: Literal["fr", "en"] = "fr"
+    ical_patient_names: bool = False  # calendar feeds may show patient names only if True
 
     secret_key: SecretStr | None = None
     session_max_age_seconds: int = 8 * 3600

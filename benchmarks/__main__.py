@@ -1,13 +1,20 @@
 """Run every benchmark and write ``benchmarks/reports/latest.md``."""
 
-from benchmarks import web
+import sys
+
+from benchmarks import scheduling, web
 from benchmarks.report import Report
+
+SUITES = {"web": web.run, "scheduling": scheduling.run}
 
 
 def main() -> None:
+    """``python -m benchmarks [suite ...]``: every suite by default."""
+    chosen = sys.argv[1:] or list(SUITES)
     report = Report("Accueil benchmarks")
-    print("web: non-LLM request latency")
-    web.run(report)
+    for name in chosen:
+        print(f"== {name}")
+        SUITES[name](report)
     path = report.write()
     print(f"report written to {path}")
 

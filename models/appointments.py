@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime, utcnow
@@ -33,7 +33,11 @@ class Appointment(SQLModel, table=True):
     """A consultation slot held for a patient with a practitioner (times in UTC)."""
 
     __tablename__ = "appointments"
-    __table_args__ = (CheckConstraint("starts_at < ends_at", name="range"),)
+    __table_args__ = (
+        CheckConstraint("starts_at < ends_at", name="range"),
+        # Slot search reads one practitioner's agenda by time.
+        Index("ix_appointments_practitioner_id_starts_at", "practitioner_id", "starts_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     practitioner_id: int = Field(foreign_key="practitioners.id", index=True)

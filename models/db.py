@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 
@@ -22,11 +21,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL mode, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
+        in_memory = url in ("sqlite://", "sqlite:///") or ":memory:" in url
+        pool = {} if in_memory else {"pool_size": 10, "max_overflow": 20}
         engine = create_engine(
-            url,
-            echo=echo,
-            connect_args={"check_same_thread": False, "timeout": 10},
-            poolclass=NullPool if ":memory:" not in url else None,
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10}, **pool
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine

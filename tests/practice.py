@@ -26,23 +26,31 @@ def add_practitioner(
     minutes: int = 20,
     hours: dict[int, list[tuple[str, str]]] | None = None,
 ) -> Practitioner:
-    practitioner = Practitioner(first_name="Claire", last_name=last_name,
-                                default_duration_minutes=minutes)
+    practitioner = Practitioner(
+        first_name="Claire", last_name=last_name, default_duration_minutes=minutes
+    )
     db.add(practitioner)
     db.flush()
     for weekday, ranges in (hours or {d: WEEKDAY_HOURS for d in range(5)}).items():
         for start, end in ranges:
-            db.add(WorkingHours(practitioner_id=practitioner.id, weekday=weekday,
-                                start_time=time.fromisoformat(start),
-                                end_time=time.fromisoformat(end)))
+            db.add(
+                WorkingHours(
+                    practitioner_id=practitioner.id,
+                    weekday=weekday,
+                    start_time=time.fromisoformat(start),
+                    end_time=time.fromisoformat(end),
+                )
+            )
     db.flush()
     return practitioner
 
 
 def add_patient(db: Session, name: str = "Durand", first: str = "Marie") -> int:
     patient = create_patient(
-        db, ACTOR,
-        PatientCreate(birth_name=name, first_name=first, birth_date=date(1980, 1, 2),
-                      sex=Sex.female),
+        db,
+        ACTOR,
+        PatientCreate(
+            birth_name=name, first_name=first, birth_date=date(1980, 1, 2), sex=Sex.female
+        ),
     )
     return patient.id or 0

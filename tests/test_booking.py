@@ -36,8 +36,16 @@ MONDAY_10 = paris(2026, 6, 1, 10, 0)
 
 
 def _book(db: Session, patient: int, practitioner: int, start: datetime, **kw) -> Appointment:
-    return book_appointment(db, ACTOR, PARIS, patient_id=patient, practitioner_id=practitioner,
-                            starts_at=start, now=NOW, **kw)
+    return book_appointment(
+        db,
+        ACTOR,
+        PARIS,
+        patient_id=patient,
+        practitioner_id=practitioner,
+        starts_at=start,
+        now=NOW,
+        **kw,
+    )
 
 
 def test_booking_stores_utc_times_and_audits(db: Session) -> None:
@@ -81,8 +89,14 @@ def test_impossible_times_are_refused(db: Session, start, message) -> None:
 def test_absence_is_refused_with_a_clear_reason(db: Session) -> None:
     practitioner = add_practitioner(db)
     patient = add_patient(db)
-    db.add(Absence(practitioner_id=practitioner.id, starts_at=paris(2026, 6, 1),
-                   ends_at=paris(2026, 6, 2), reason="Formation"))
+    db.add(
+        Absence(
+            practitioner_id=practitioner.id,
+            starts_at=paris(2026, 6, 1),
+            ends_at=paris(2026, 6, 2),
+            reason="Formation",
+        )
+    )
     db.flush()
     with pytest.raises(SlotTaken, match="absent"):
         _book(db, patient, practitioner.id, MONDAY_10)
@@ -100,22 +114,44 @@ def test_unknown_patient_or_practitioner(db: Session) -> None:
 def test_the_database_itself_refuses_overlaps(db: Session) -> None:
     practitioner = add_practitioner(db)
     patient = add_patient(db)
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=MONDAY_10, ends_at=MONDAY_10 + timedelta(minutes=20)))
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=MONDAY_10,
+            ends_at=MONDAY_10 + timedelta(minutes=20),
+        )
+    )
     db.commit()
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=MONDAY_10 + timedelta(minutes=10),
-                       ends_at=MONDAY_10 + timedelta(minutes=30)))
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=MONDAY_10 + timedelta(minutes=10),
+            ends_at=MONDAY_10 + timedelta(minutes=30),
+        )
+    )
     with pytest.raises(IntegrityError, match="appointment_overlap"):
         db.flush()
     db.rollback()
     # Back-to-back and cancelled appointments are fine.
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=MONDAY_10 + timedelta(minutes=20),
-                       ends_at=MONDAY_10 + timedelta(minutes=40)))
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=MONDAY_10, ends_at=MONDAY_10 + timedelta(minutes=20),
-                       status=AppointmentStatus.cancelled))
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=MONDAY_10 + timedelta(minutes=20),
+            ends_at=MONDAY_10 + timedelta(minutes=40),
+        )
+    )
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=MONDAY_10,
+            ends_at=MONDAY_10 + timedelta(minutes=20),
+            status=AppointmentStatus.cancelled,
+        )
+    )
     db.commit()
     # Moving one onto another is refused as well.
     second = db.exec(select(Appointment).where(Appointment.starts_at > MONDAY_10)).one()
@@ -144,8 +180,14 @@ def test_twenty_four_simultaneous_bookings_make_exactly_one_appointment(
         with Session(engine, expire_on_commit=False) as session:
             barrier.wait()
             try:
-                book_appointment(session, ACTOR, PARIS, patient_id=patient_id,
-                                 practitioner_id=practitioner.id, starts_at=start)
+                book_appointment(
+                    session,
+                    ACTOR,
+                    PARIS,
+                    patient_id=patient_id,
+                    practitioner_id=practitioner.id,
+                    starts_at=start,
+                )
                 session.commit()
                 result = "booked"
             except SlotTaken:
@@ -170,15 +212,31 @@ def test_twenty_four_simultaneous_bookings_make_exactly_one_appointment(
     assert len(live) == 1
 
 
-def _waiting(db, patient, practitioner=None, part=PartOfDay.any, earliest=date(2026, 6, 1),
-             latest=date(2026, 6, 5), minutes=20) -> WaitingListEntry:
-    return add_to_waiting_list(db, ACTOR, patient_id=patient, practitioner_id=practitioner,
-                               earliest=earliest, latest=latest, part_of_day=part,
-                               duration_minutes=minutes, today=date(2026, 6, 1))
+def _waiting(
+    db,
+    patient,
+    practitioner=None,
+    part=PartOfDay.any,
+    earliest=date(2026, 6, 1),
+    latest=date(2026, 6, 5),
+    minutes=20,
+) -> WaitingListEntry:
+    return add_to_waiting_list(
+        db,
+        ACTOR,
+        patient_id=patient,
+        practitioner_id=practitioner,
+        earliest=earliest,
+        latest=latest,
+        part_of_day=part,
+        duration_minutes=minutes,
+        today=date(2026, 6, 1),
+    )
 
 
-def test_cancel_offers_the_slot_to_the_first_matching_waiting_patient(db: Session,
-                                                                      monkeypatch) -> None:
+def test_cancel_offers_the_slot_to_the_first_matching_waiting_patient(
+    db: Session, monkeypatch
+) -> None:
     practitioner = add_practitioner(db)
     other = add_practitioner(db, "Lefèvre")
     booked = add_patient(db)
@@ -222,12 +280,16 @@ class _FrozenDatetime(datetime):
         return NOW.astimezone(tz or UTC)
 
 
-def test_accepting_a_slot_taken_meanwhile_keeps_the_patient_waiting(db: Session,
-                                                                     monkeypatch) -> None:
+def test_accepting_a_slot_taken_meanwhile_keeps_the_patient_waiting(
+    db: Session, monkeypatch
+) -> None:
     monkeypatch.setattr("app.services.waiting_list.datetime", _FrozenDatetime)
     practitioner = add_practitioner(db)
-    booked, waiting, walk_in = add_patient(db), add_patient(db, "Attente", "A"), add_patient(
-        db, "Direct", "D")
+    booked, waiting, walk_in = (
+        add_patient(db),
+        add_patient(db, "Attente", "A"),
+        add_patient(db, "Direct", "D"),
+    )
     entry = _waiting(db, waiting)
     appointment = _book(db, booked, practitioner.id, MONDAY_10)
     _, offer = cancel(db, ACTOR, PARIS, appointment.id)

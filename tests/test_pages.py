@@ -120,3 +120,12 @@ def test_home_lists_todays_appointments(logged_in, client, db: Session, patient_
     page = client.get("/", headers=HTML)
     assert "12:00–12:20" in page.text and "Dr Claire Martin" in page.text
     assert "Fièvre" in page.text and "Lefèvre Hélène" in page.text
+
+
+def test_error_pages_render_for_a_logged_in_user(logged_in, client) -> None:
+    logged_in("secretaire")
+    missing = client.get("/patients/999999", headers=HTML)
+    assert missing.status_code == 404 and "Patient introuvable." in missing.text
+    assert "Secretaire" in missing.text  # the header still knows who is logged in
+    forbidden = client.get("/admin/audit", headers=HTML)
+    assert forbidden.status_code == 403 and "accès" in forbidden.text

@@ -41,19 +41,41 @@ def test_appointments_absences_and_closures_are_skipped(db: Session) -> None:
     practitioner = add_practitioner(db)
     patient = add_patient(db)
     start = paris(2026, 6, 1, 9, 0)
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=start, ends_at=start + timedelta(minutes=45)))
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=start,
+            ends_at=start + timedelta(minutes=45),
+        )
+    )
     cancelled = paris(2026, 6, 1, 11, 0)
-    db.add(Appointment(practitioner_id=practitioner.id, patient_id=patient,
-                       starts_at=cancelled, ends_at=cancelled + timedelta(minutes=20),
-                       status=AppointmentStatus.cancelled))
-    db.add(Absence(practitioner_id=practitioner.id, starts_at=paris(2026, 6, 1, 16),
-                   ends_at=paris(2026, 6, 2)))
-    db.add(PracticeClosure(starts_at=paris(2026, 6, 2), ends_at=paris(2026, 6, 3),
-                           reason="Pentecôte"))
+    db.add(
+        Appointment(
+            practitioner_id=practitioner.id,
+            patient_id=patient,
+            starts_at=cancelled,
+            ends_at=cancelled + timedelta(minutes=20),
+            status=AppointmentStatus.cancelled,
+        )
+    )
+    db.add(
+        Absence(
+            practitioner_id=practitioner.id,
+            starts_at=paris(2026, 6, 1, 16),
+            ends_at=paris(2026, 6, 2),
+        )
+    )
+    db.add(
+        PracticeClosure(starts_at=paris(2026, 6, 2), ends_at=paris(2026, 6, 3), reason="Pentecôte")
+    )
     db.flush()
-    slots = find_slots(db, PARIS, SlotQuery(start=paris(2026, 6, 1), end=paris(2026, 6, 4),
-                                            limit=100), now=LONG_AGO)
+    slots = find_slots(
+        db,
+        PARIS,
+        SlotQuery(start=paris(2026, 6, 1), end=paris(2026, 6, 4), limit=100),
+        now=LONG_AGO,
+    )
     times = local_times(slots)
     assert "Mon 01/06 08:30" in times
     assert "Mon 01/06 08:50" not in times  # would overlap the 09:00 appointment
@@ -82,8 +104,9 @@ def test_no_slot_is_proposed_in_the_past(db: Session) -> None:
 )
 def test_slots_keep_local_hours_across_daylight_saving(db: Session, before, after) -> None:
     add_practitioner(db)
-    week = find_slots(db, PARIS, SlotQuery(start=before, end=after + timedelta(days=1),
-                                           limit=100), now=LONG_AGO)
+    week = find_slots(
+        db, PARIS, SlotQuery(start=before, end=after + timedelta(days=1), limit=100), now=LONG_AGO
+    )
     friday = [s for s in week if s.starts_at.astimezone(PARIS).date() == before.date()]
     monday = [s for s in week if s.starts_at.astimezone(PARIS).date() == after.date()]
     assert len(friday) == len(monday) == 27
@@ -94,14 +117,18 @@ def test_slots_keep_local_hours_across_daylight_saving(db: Session, before, afte
     assert [wall(s) for s in friday] == [wall(s) for s in monday]
     assert wall(monday[0]) == "08:30"
     # Same wall-clock time, one hour apart in UTC.
-    shift = (friday[0].starts_at.astimezone(UTC).hour - monday[0].starts_at.astimezone(UTC).hour)
+    shift = friday[0].starts_at.astimezone(UTC).hour - monday[0].starts_at.astimezone(UTC).hour
     assert abs(shift) == 1
 
 
 def test_a_sunday_search_across_the_change_finds_monday(db: Session) -> None:
     add_practitioner(db)
-    slots = find_slots(db, PARIS, SlotQuery(start=paris(2026, 3, 29), end=paris(2026, 3, 31),
-                                            limit=1), now=LONG_AGO)
+    slots = find_slots(
+        db,
+        PARIS,
+        SlotQuery(start=paris(2026, 3, 29), end=paris(2026, 3, 31), limit=1),
+        now=LONG_AGO,
+    )
     assert local_times(slots) == ["Mon 30/03 08:30"]
     assert slots[0].starts_at.astimezone(UTC).hour == 6  # 08:30 CEST
 
@@ -109,15 +136,24 @@ def test_a_sunday_search_across_the_change_finds_monday(db: Session) -> None:
 def test_part_of_day_weekday_and_limit_filters(db: Session) -> None:
     add_practitioner(db)
     start, end = paris(2026, 6, 1), paris(2026, 6, 8)
-    mornings = find_slots(db, PARIS, SlotQuery(start=start, end=end, limit=100,
-                                               part_of_day=PartOfDay.morning), now=LONG_AGO)
+    mornings = find_slots(
+        db,
+        PARIS,
+        SlotQuery(start=start, end=end, limit=100, part_of_day=PartOfDay.morning),
+        now=LONG_AGO,
+    )
     assert mornings and all(s.starts_at.astimezone(PARIS).hour < 13 for s in mornings)
     assert "12:10" in {s.starts_at.astimezone(PARIS).strftime("%H:%M") for s in mornings}
-    afternoons = find_slots(db, PARIS, SlotQuery(start=start, end=end, limit=100,
-                                                 part_of_day=PartOfDay.afternoon), now=LONG_AGO)
+    afternoons = find_slots(
+        db,
+        PARIS,
+        SlotQuery(start=start, end=end, limit=100, part_of_day=PartOfDay.afternoon),
+        now=LONG_AGO,
+    )
     assert afternoons and all(s.starts_at.astimezone(PARIS).hour >= 14 for s in afternoons)
-    tuesdays = find_slots(db, PARIS, SlotQuery(start=start, end=end, limit=100,
-                                               weekdays=frozenset({1})), now=LONG_AGO)
+    tuesdays = find_slots(
+        db, PARIS, SlotQuery(start=start, end=end, limit=100, weekdays=frozenset({1})), now=LONG_AGO
+    )
     assert {s.starts_at.astimezone(PARIS).weekday() for s in tuesdays} == {1}
     first_three = find_slots(db, PARIS, SlotQuery(start=start, end=end, limit=3), now=LONG_AGO)
     assert local_times(first_three) == ["Mon 01/06 08:30", "Mon 01/06 08:50", "Mon 01/06 09:10"]
@@ -126,8 +162,9 @@ def test_part_of_day_weekday_and_limit_filters(db: Session) -> None:
 def test_any_practitioner_merges_agendas_in_time_order(db: Session) -> None:
     add_practitioner(db, "Martin", minutes=20)
     other = add_practitioner(db, "Lefèvre", minutes=15, hours={0: [("08:00", "09:00")]})
-    slots = find_slots(db, PARIS, SlotQuery(start=paris(2026, 6, 1), end=paris(2026, 6, 2),
-                                            limit=5), now=LONG_AGO)
+    slots = find_slots(
+        db, PARIS, SlotQuery(start=paris(2026, 6, 1), end=paris(2026, 6, 2), limit=5), now=LONG_AGO
+    )
     assert local_times(slots)[:2] == ["Mon 01/06 08:00", "Mon 01/06 08:15"]
     assert slots[0].practitioner_id == other.id
     assert [s.starts_at for s in slots] == sorted(s.starts_at for s in slots)
@@ -139,8 +176,11 @@ def test_visit_type_durations(db: Session) -> None:
     long_visit = VisitType(code="bilan", label="Bilan", duration_minutes=40)
     db.add_all([vaccine, long_visit])
     db.flush()
-    db.add(VisitTypeDuration(practitioner_id=practitioner.id, visit_type_id=long_visit.id,
-                             duration_minutes=60))
+    db.add(
+        VisitTypeDuration(
+            practitioner_id=practitioner.id, visit_type_id=long_visit.id, duration_minutes=60
+        )
+    )
     db.flush()
     day = paris(2026, 6, 1)
     short = find_slots(db, PARIS, day_query(day, visit_type="vaccination"), now=LONG_AGO)

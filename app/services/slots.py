@@ -27,8 +27,8 @@ from models.practice import (
 # Slots starting before 13:00 are "le matin" (French practices often consult until 12:30+).
 NOON = time(13, 0)
 MAX_WINDOW = timedelta(days=366)
-CHUNK = timedelta(days=7)
-MARGIN = timedelta(days=1)
+MAX_CHUNK_DAYS = 8
+MAX_APPOINTMENT = timedelta(minutes=240)  # the longest duration resolve_duration allows
 
 Interval = tuple[datetime, datetime]
 
@@ -119,10 +119,15 @@ def working_hours(
     """practitioner id -> weekday -> sorted (start, end) local ranges."""
     hours: dict[int, dict[int, list[tuple[time, time]]]] = defaultdict(lambda: defaultdict(list))
     rows = session.exec(
-        select(WorkingHours).where(col(WorkingHours.practitioner_id).in_(practitioner_ids))
+        select(
+            WorkingHours.practitioner_id,
+            WorkingHours.weekday,
+            WorkingHours.start_time,
+            WorkingHours.end_time,
+        ).where(col(WorkingHours.practitioner_id).in_(practitioner_ids))
     ).all()
-    for row in rows:
-        hours[row.practitioner_id][row.weekday].append((row.start_time, row.end_time))
+    for pid, weekday, start_time, end_time in rows:
+        hours[pid][weekday].append((start_time, end_time))
     for by_day in hours.values():
         for ranges in by_day.values():
             ranges.sort()
@@ -145,6 +150,8 @@ def busy_intervals(
         col(Appointment.practitioner_id).in_(practitioner_ids),
         Appointment.status != AppointmentStatus.cancelled,
         Appointment.starts_at < end,
+        # Bounded on both sides so the (practitioner, start) index serves the query.
+        Appointment.starts_at > start - MAX_APPOINTMENT,
         Appointment.ends_at > start,
     )
     if ignore_appointment_id is not None:
@@ -214,6 +221,33 @@ def day_slots(
                 cursor += step
 
 
+def _slots_of_day(
+    day: date,
+    ids: list[int],
+    hours: dict[int, dict[int, list[tuple[time, time]]]],
+    busy: dict[int, list[Interval]],
+    steps: dict[int, timedelta],
+    tz: ZoneInfo,
+    not_before: datetime,
+    start: datetime,
+    end: datetime,
+    part: PartOfDay,
+) -> list[Slot]:
+    """Every practitioner's free slots of one local day, in time order."""
+    out = [
+        slot
+        for pid in ids
+        for slot in day_slots(
+            pid, day, hours[pid][day.weekday()], busy[pid], tz, steps[pid], not_before
+        )
+        if start <= slot.starts_at
+        and slot.ends_at <= end
+        and _part_of_day_ok(slot.starts_at, tz, part)
+    ]
+    out.sort(key=lambda s: (s.starts_at, s.practitioner_id))
+    return out
+
+
 def find_slots(
     session: Session, tz: ZoneInfo, query: SlotQuery, *, now: datetime | None = None
 ) -> list[Slot]:
@@ -233,44 +267,33 @@ def find_slots(
         return []
     ids = [p.id for p in practitioners if p.id is not None]
     hours = working_hours(session, ids)
-    steps = {
-        p.id: timedelta(
+    steps: dict[int, timedelta] = {
+        p.id or 0: timedelta(
             minutes=resolve_duration(session, p, query.visit_type, query.duration_minutes)
         )
         for p in practitioners
     }
     found: list[Slot] = []
-    chunk_start = start
-    while chunk_start < end and len(found) < query.limit:
-        chunk_end = min(chunk_start + CHUNK, end)
-        # A day of margin: a slot near the chunk's edges must see its neighbours.
-        busy = busy_intervals(session, ids, chunk_start - MARGIN, chunk_end + MARGIN)
-        chunk: list[Slot] = []
-        first_day = chunk_start.astimezone(tz).date()
-        last_day = (chunk_end - timedelta(microseconds=1)).astimezone(tz).date()
-        day = first_day
-        while day <= last_day:
+    day = start.astimezone(tz).date()
+    last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    span = 1  # days read per query: small first (the answer is usually near), then larger
+    while day <= last_day and len(found) < query.limit:
+        chunk_last = min(day + timedelta(days=span - 1), last_day)
+        busy = busy_intervals(
+            session,
+            ids,
+            local_instant(day, time.min, tz),
+            local_instant(chunk_last + timedelta(days=1), time.min, tz),
+        )
+        while day <= chunk_last and len(found) < query.limit:
             if query.weekdays is None or day.weekday() in query.weekdays:
-                for pid in ids:
-                    for slot in day_slots(
-                        pid,
-                        day,
-                        hours[pid][day.weekday()],
-                        busy[pid],
-                        tz,
-                        steps[pid],
-                        not_before,
-                    ):
-                        if slot.starts_at < chunk_start or slot.ends_at > end:
-                            continue
-                        if slot.starts_at >= chunk_end:
-                            continue
-                        if _part_of_day_ok(slot.starts_at, tz, query.part_of_day):
-                            chunk.append(slot)
+                found.extend(
+                    _slots_of_day(
+                        day, ids, hours, busy, steps, tz, not_before, start, end, query.part_of_day
+                    )
+                )
             day += timedelta(days=1)
-        chunk.sort(key=lambda s: (s.starts_at, s.practitioner_id))
-        found.extend(chunk)
-        chunk_start = chunk_end
+        span = min(span * 2, MAX_CHUNK_DAYS)
     return found[: query.limit]
 
 

@@ -1,0 +1,346 @@
+"""The ``agenda`` MCP server: patients, practitioners, free slots, appointments, waiting list.
+
+Times are the practice's local time (ISO 8601; without an offset they are read as local).
+"""
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from mcp.server.fastmcp import Context, FastMCP
+from pydantic import BaseModel, Field
+
+from app.services import agenda, agenda_changes, patients, slots, waiting_list
+from app.services.errors import InvalidInput
+from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
+from models.appointments import AppointmentSource, PartOfDay
+from models.patients import PatientCreate, Sex
+
+WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+INSTRUCTIONS = (
+    "Agenda du cabinet. Les heures sont locales (fuseau du cabinet). Cherchez le patient et un "
+    "créneau libre avant de réserver ; ne devinez jamais un identifiant."
+)
+
+
+class PatientOut(BaseModel):
+    id: int
+    name: str
+    birth_date: date
+    phone: str | None = None
+
+
+class PractitionerOut(BaseModel):
+    id: int
+    name: str
+    specialty: str
+    minutes: int
+
+
+class SlotOut(BaseModel):
+    practitioner_id: int
+    start: str
+    label: str
+
+
+class AppointmentOut(BaseModel):
+    id: int
+    patient_id: int
+    patient: str
+    practitioner_id: int
+    start: str
+    end: str
+    label: str
+    status: str
+    reason: str = ""
+    note: str = ""
+
+
+class WaitingOut(BaseModel):
+    id: int
+    patient_id: int
+    earliest: date
+    latest: date
+    part_of_day: str
+
+
+def _label(moment: datetime, tz: ZoneInfo) -> str:
+    local = moment.astimezone(tz)
+    return f"{WEEKDAYS_FR[local.weekday()]} {local:%d/%m/%Y %H:%M}"
+
+
+def _local_iso(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).isoformat(timespec="minutes")
+
+
+def _as_local(moment: datetime, tz: ZoneInfo) -> datetime:
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _appointment_out(view: agenda.AppointmentView, tz: ZoneInfo, note: str = "") -> AppointmentOut:
+    a = view.appointment
+    return AppointmentOut(
+        id=a.id or 0,
+        patient_id=a.patient_id,
+        patient=view.patient.display_name,
+        practitioner_id=a.practitioner_id,
+        start=_local_iso(a.starts_at, tz),
+        end=_local_iso(a.ends_at, tz),
+        label=_label(a.starts_at, tz),
+        status=str(a.status),
+        reason=a.reason,
+        note=note,
+    )
+
+
+def _offer_note(offer) -> str:
+    return "Créneau libéré proposé à la liste d'attente." if offer is not None else ""
+
+
+def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
+    """Build the agenda server over the given database and settings."""
+    mcp = new_server("agenda", INSTRUCTIONS)
+    tz = runtime.settings.tz
+
+    @mcp.tool(structured_output=False)
+    def find_patients(
+        query: Annotated[str, Field(max_length=100, description="Nom et/ou prénom")] = "",
+        birth_date: date | None = None,
+        phone: Annotated[str | None, Field(max_length=30)] = None,
+        ctx: Context | None = None,
+    ) -> list[PatientOut]:
+        """Cherche des patients par nom, date de naissance ou téléphone (10 au plus)."""
+        if not (query.strip() or birth_date or phone):
+            raise InvalidInput("Donnez un nom, une date de naissance ou un téléphone.")
+
+        def work(session, actor):
+            found = patients.search_patients(
+                session, actor, text=query, birth_date=birth_date, phone=phone, limit=10
+            )
+            return [
+                PatientOut(
+                    id=p.id or 0, name=p.display_name, birth_date=p.birth_date, phone=p.phone
+                )
+                for p in found
+            ]
+
+        return runtime.call(ctx, "find_patients", work)
+
+    @mcp.tool(structured_output=False)
+    def register_patient(
+        birth_name: Annotated[str, Field(max_length=100)],
+        first_name: Annotated[str, Field(max_length=100)],
+        birth_date: date,
+        sex: Literal["F", "M", "X"],
+        phone: Annotated[str | None, Field(max_length=30)] = None,
+        email: Annotated[str | None, Field(max_length=254)] = None,
+        used_name: Annotated[str | None, Field(max_length=100)] = None,
+        confirm_not_duplicate: bool = False,
+        ctx: Context | None = None,
+    ) -> PatientOut:
+        """Enregistre un nouveau patient (refuse un doublon probable sauf confirmation)."""
+
+        def work(session, actor):
+            data = PatientCreate(
+                birth_name=birth_name,
+                first_name=first_name,
+                birth_date=birth_date,
+                sex=Sex(sex),
+                phone=phone,
+                email=email,
+                used_name=used_name,
+            )
+            p = patients.create_patient(
+                session, actor, data, confirm_not_duplicate=confirm_not_duplicate
+            )
+            return PatientOut(
+                id=p.id or 0, name=p.display_name, birth_date=p.birth_date, phone=p.phone
+            )
+
+        return runtime.call(ctx, "register_patient", work)
+
+    @mcp.tool(structured_output=False)
+    def list_practitioners(ctx: Context | None = None) -> list[PractitionerOut]:
+        """Liste les praticiens du cabinet."""
+
+        def work(session, actor):
+            return [
+                PractitionerOut(
+                    id=p.id or 0,
+                    name=p.display_name,
+                    specialty=p.specialty,
+                    minutes=p.default_duration_minutes,
+                )
+                for p in slots.active_practitioners(session)
+            ]
+
+        return runtime.call(ctx, "list_practitioners", work)
+
+    @mcp.tool(structured_output=False)
+    def find_slots(
+        start_date: date,
+        end_date: date | None = None,
+        practitioner_id: int | None = None,
+        part_of_day: Literal["any", "morning", "afternoon"] = "any",
+        weekday: Annotated[int | None, Field(ge=0, le=6, description="0 = lundi")] = None,
+        duration_minutes: Annotated[int | None, Field(ge=5, le=240)] = None,
+        limit: Annotated[int, Field(ge=1, le=20)] = 5,
+        ctx: Context | None = None,
+    ) -> list[SlotOut]:
+        """Créneaux libres entre deux dates (incluses), les plus proches d'abord."""
+        last = end_date or start_date + timedelta(days=13)
+
+        def work(session, actor):
+            found = slots.find_slots(
+                session,
+                tz,
+                slots.SlotQuery(
+                    start=datetime.combine(start_date, datetime.min.time(), tzinfo=tz),
+                    end=datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz),
+                    practitioner_id=practitioner_id,
+                    duration_minutes=duration_minutes,
+                    part_of_day=PartOfDay(part_of_day),
+                    weekdays=frozenset({weekday}) if weekday is not None else None,
+                    limit=limit,
+                ),
+            )
+            return [
+                SlotOut(
+                    practitioner_id=s.practitioner_id,
+                    start=_local_iso(s.starts_at, tz),
+                    label=_label(s.starts_at, tz),
+                )
+                for s in found
+            ]
+
+        return runtime.call(ctx, "find_slots", work)
+
+    @mcp.tool(structured_output=False)
+    def book_appointment(
+        patient_id: int,
+        practitioner_id: int,
+        start: datetime,
+        reason: Annotated[str, Field(max_length=200)] = "",
+        duration_minutes: Annotated[int | None, Field(ge=5, le=240)] = None,
+        ctx: Context | None = None,
+    ) -> AppointmentOut:
+        """Réserve un créneau libre pour un patient."""
+
+        def work(session, actor):
+            source = (
+                AppointmentSource.assistant if actor.kind != "user" else AppointmentSource.secretary
+            )
+            a = agenda.book_appointment(
+                session,
+                actor,
+                tz,
+                patient_id=patient_id,
+                practitioner_id=practitioner_id,
+                starts_at=_as_local(start, tz),
+                duration_minutes=duration_minutes,
+                reason=reason,
+                source=source,
+            )
+            return _appointment_out(agenda.get_appointment(session, actor, a.id or 0), tz)
+
+        return runtime.call(ctx, "book_appointment", work)
+
+    @mcp.tool(structured_output=False)
+    def move_appointment(
+        appointment_id: int,
+        new_start: datetime,
+        practitioner_id: int | None = None,
+        ctx: Context | None = None,
+    ) -> AppointmentOut:
+        """Déplace un rendez-vous vers un créneau libre."""
+
+        def work(session, actor):
+            a, offer = agenda_changes.move(
+                session,
+                actor,
+                tz,
+                appointment_id,
+                starts_at=_as_local(new_start, tz),
+                practitioner_id=practitioner_id,
+            )
+            view = agenda.get_appointment(session, actor, a.id or 0)
+            return _appointment_out(view, tz, _offer_note(offer))
+
+        return runtime.call(ctx, "move_appointment", work)
+
+    @mcp.tool(structured_output=False)
+    def cancel_appointment(
+        appointment_id: int,
+        reason: Annotated[str, Field(max_length=200)] = "",
+        ctx: Context | None = None,
+    ) -> AppointmentOut:
+        """Annule un rendez-vous ; le créneau est proposé à la liste d'attente."""
+
+        def work(session, actor):
+            a, offer = agenda_changes.cancel(session, actor, tz, appointment_id, reason=reason)
+            view = agenda.get_appointment(session, actor, a.id or 0)
+            return _appointment_out(view, tz, _offer_note(offer))
+
+        return runtime.call(ctx, "cancel_appointment", work)
+
+    @mcp.tool(structured_output=False)
+    def list_appointments(
+        start_date: date,
+        end_date: date | None = None,
+        practitioner_id: int | None = None,
+        patient_id: int | None = None,
+        ctx: Context | None = None,
+    ) -> list[AppointmentOut]:
+        """Rendez-vous (non annulés) entre deux dates incluses."""
+        last = end_date or start_date
+
+        def work(session, actor):
+            if (last - start_date).days > 62:
+                raise InvalidInput("Deux mois au plus.")
+            rows = agenda.list_appointments(
+                session,
+                actor,
+                start=datetime.combine(start_date, datetime.min.time(), tzinfo=tz),
+                end=datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz),
+                practitioner_id=practitioner_id,
+                patient_id=patient_id,
+                limit=200,
+            )
+            return [_appointment_out(v, tz) for v in rows]
+
+        return runtime.call(ctx, "list_appointments", work)
+
+    @mcp.tool(structured_output=False)
+    def add_to_waiting_list(
+        patient_id: int,
+        earliest: date,
+        latest: date,
+        practitioner_id: int | None = None,
+        part_of_day: Literal["any", "morning", "afternoon"] = "any",
+        reason: Annotated[str, Field(max_length=200)] = "",
+        ctx: Context | None = None,
+    ) -> WaitingOut:
+        """Inscrit un patient sur la liste d'attente pour une période."""
+
+        def work(session, actor):
+            e = waiting_list.add_to_waiting_list(
+                session,
+                actor,
+                patient_id=patient_id,
+                earliest=earliest,
+                latest=latest,
+                practitioner_id=practitioner_id,
+                part_of_day=PartOfDay(part_of_day),
+                reason=reason,
+            )
+            return WaitingOut(
+                id=e.id or 0,
+                patient_id=e.patient_id,
+                earliest=e.earliest,
+                latest=e.latest,
+                part_of_day=str(e.part_of_day),
+            )
+
+        return runtime.call(ctx, "add_to_waiting_list", work)
+
+    return slim_tools(mcp)

@@ -1,0 +1,210 @@
+"""What every MCP server shares: who is calling, a database session per tool call, the audit
+event of each call, errors as short tool messages, and bearer-token protection over HTTP."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import field_errors
+from app.services import audit
+from app.services.errors import DomainError
+from app.services.mcp_clients import authenticate_token
+from app.settings import Settings
+from models.audit import ActorKind
+
+log = logging.getLogger("accueil.mcp")
+T = TypeVar("T")
+STATE_KEY = "mcp_client_actor"
+
+
+@dataclass
+class ToolRuntime:
+    """The resources a server's tools use, and who calls when no HTTP client is known."""
+
+    engine: Engine
+    settings: Settings
+    default_actor: audit.Actor
+
+    def caller(self, ctx: Context | None) -> audit.Actor:
+        """The MCP client authenticated by the HTTP layer, else the server's own actor."""
+        request = None
+        if ctx is not None:
+            try:
+                request = ctx.request_context.request
+            except ValueError:
+                request = None
+        if isinstance(request, Request):
+            actor = request.scope.get("state", {}).get(STATE_KEY)
+            if isinstance(actor, audit.Actor):
+                return actor
+        return self.default_actor
+
+    def call(self, ctx: Context | None, tool: str, work: Callable[[Session, audit.Actor], T]) -> T:
+        """Run one tool call in its own transaction and audit it, whatever the outcome."""
+        actor = self.caller(ctx)
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    result = work(session, actor)
+                    audit.record(
+                        session, actor, "mcp.tool_call", record_type="mcp_tool", record_id=tool
+                    )
+                    session.commit()
+                    return result
+                except Exception:
+                    session.rollback()
+                    raise
+        except DomainError as exc:
+            self._audit_failure(actor, tool, "refused")
+            raise ToolError(exc.fr) from exc
+        except ValidationError as exc:
+            self._audit_failure(actor, tool, "refused")
+            raise ToolError(validation_message(exc)) from exc
+        except Exception as exc:
+            self._audit_failure(actor, tool, "error")
+            log.exception("MCP tool %s failed", tool)
+            raise ToolError("Erreur interne ; réessayez ou prévenez l'administrateur.") from exc
+
+    def _audit_failure(self, actor: audit.Actor, tool: str, outcome: str) -> None:
+        """A failed call's transaction is rolled back; its audit event is kept apart."""
+        with Session(self.engine) as session:
+            audit.record(
+                session,
+                actor,
+                "mcp.tool_call",
+                record_type="mcp_tool",
+                record_id=tool,
+                outcome=outcome,
+            )
+            session.commit()
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Pydantic errors as one short French sentence a model can act on."""
+    parts = [
+        f"{e['field']} : {e['message']}" if e["field"] else e["message"]
+        for e in field_errors("fr", list(exc.errors()))
+    ]
+    return "Arguments invalides — " + " ; ".join(parts)
+
+
+class PracticeMCP(FastMCP):
+    """FastMCP whose tool errors reach the client as the bare, actionable French message."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            return await super().call_tool(name, arguments)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(validation_message(cause)) from cause
+            if isinstance(cause, ToolError):
+                raise cause from None
+            raise
+
+
+def slim_schema(schema: Any) -> Any:
+    """Drop titles and ``null`` alternatives from a JSON schema: same meaning, fewer tokens."""
+    if isinstance(schema, list):
+        return [slim_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        out[key] = slim_schema(value)
+    options = out.get("anyOf")
+    if isinstance(options, list):
+        kept = [o for o in options if o != {"type": "null"}]
+        if len(kept) == 1:
+            del out["anyOf"]
+            out.update(kept[0])
+    return out
+
+
+def slim_tools(mcp: FastMCP) -> FastMCP:
+    """Slim every registered tool's input schema (output schemas are left to the SDK)."""
+    for tool in mcp._tool_manager.list_tools():
+        tool.parameters = slim_schema(tool.parameters)
+    return mcp
+
+
+def new_server(name: str, instructions: str) -> FastMCP:
+    """A FastMCP server served at the root of its mount, stateless over HTTP."""
+    return PracticeMCP(
+        name=name,
+        instructions=instructions,
+        streamable_http_path="/",
+        stateless_http=True,
+        json_response=True,
+        log_level="WARNING",
+        # Bearer tokens, not the Host header, protect these endpoints.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+
+
+class BearerTokenGuard:
+    """ASGI wrapper: only MCP clients with a valid, unrevoked bearer token get through."""
+
+    requires_bearer_token = True  # read by app.route_table: this mount is guarded
+
+    def __init__(self, app: ASGIApp, engine: Engine, server: str) -> None:
+        self.app = app
+        self.engine = engine
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        address = scope["client"][0] if scope.get("client") else None
+        with Session(self.engine, expire_on_commit=False) as session:
+            client = authenticate_token(session, token) if token else None
+            if client is None:
+                audit.record(
+                    session,
+                    audit.Actor(kind=ActorKind.anonymous, name="mcp", address=address),
+                    "mcp.denied",
+                    record_type="mcp_server",
+                    record_id=self.server,
+                    outcome="denied",
+                )
+            session.commit()
+        if client is None:
+            response = JSONResponse(
+                {"error": "Jeton MCP manquant ou invalide. / Missing or invalid MCP token."},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="accueil-mcp"'},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = audit.Actor(
+            kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
+        )
+        await self.app(scope, receive, send)
+
+
+def compact(model: Any) -> Any:
+    """Drop empty fields from a tool result to keep it small in the model's context."""
+    if isinstance(model, dict):
+        return {k: compact(v) for k, v in model.items() if v not in (None, "", [], {})}
+    if isinstance(model, list):
+        return [compact(v) for v in model]
+    return model
