@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -175,6 +176,20 @@ class BearerTokenGuard:
         auth = headers.get(b"authorization", b"").decode("latin-1")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         address = scope["client"][0] if scope.get("client") else None
+        actor = await anyio.to_thread.run_sync(self._authenticate, token, address)
+        if actor is None:
+            response = JSONResponse(
+                {"error": "Jeton MCP manquant ou invalide. / Missing or invalid MCP token."},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="accueil-mcp"'},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = actor
+        await self.app(scope, receive, send)
+
+    def _authenticate(self, token: str, address: str | None) -> audit.Actor | None:
+        """The calling client as an audit actor, or None (and a ``mcp.denied`` event)."""
         with Session(self.engine, expire_on_commit=False) as session:
             client = authenticate_token(session, token) if token else None
             if client is None:
@@ -186,25 +201,11 @@ class BearerTokenGuard:
                     record_id=self.server,
                     outcome="denied",
                 )
-            session.commit()
-        if client is None:
-            response = JSONResponse(
-                {"error": "Jeton MCP manquant ou invalide. / Missing or invalid MCP token."},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="accueil-mcp"'},
+            if client is None or session.dirty:  # the denial, or a new last_used_at
+                session.commit()
+            if client is None:
+                return None
+            return audit.Actor(
+                kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
             )
-            await response(scope, receive, send)
-            return
-        scope.setdefault("state", {})[STATE_KEY] = audit.Actor(
-            kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
-        )
-        await self.app(scope, receive, send)
 
-
-def compact(model: Any) -> Any:
-    """Drop empty fields from a tool result to keep it small in the model's context."""
-    if isinstance(model, dict):
-        return {k: compact(v) for k, v in model.items() if v not in (None, "", [], {})}
-    if isinstance(model, list):
-        return [compact(v) for v in model]
-    return model

@@ -129,3 +129,28 @@ def test_error_pages_render_for_a_logged_in_user(logged_in, client) -> None:
     assert "Secretaire" in missing.text  # the header still knows who is logged in
     forbidden = client.get("/admin/audit", headers=HTML)
     assert forbidden.status_code == 403 and "accès" in forbidden.text
+
+
+def test_admin_creates_and_revokes_an_mcp_client(logged_in, client, db) -> None:
+    from sqlmodel import select
+
+    from models.mcp_clients import McpClient
+
+    logged_in("admin")
+    token = client.headers["x-csrf-token"]
+    page = client.post(
+        "/admin/mcp/clients", data={"csrf_token": token, "name": "Poste accueil"}, headers=HTML
+    )
+    assert page.status_code == 200 and "Authorization: Bearer acc_" in page.text
+    shown = page.text.split("Authorization: Bearer ")[1].split("<")[0]
+    stored = db.exec(select(McpClient)).one()
+    assert stored.name == "Poste accueil" and shown not in stored.token_hash
+    again = client.post(
+        "/admin/mcp/clients", data={"csrf_token": token, "name": "Poste accueil"}, headers=HTML
+    )
+    assert again.status_code == 409 and "existe déjà" in again.text
+    client.post(f"/admin/mcp/clients/{stored.id}/revoke", data={"csrf_token": token})
+    db.expire_all()
+    assert db.get(McpClient, stored.id).revoked_at is not None
+    listing = client.get("/admin/mcp", headers=HTML).text
+    assert "Révoqué" in listing and shown not in listing

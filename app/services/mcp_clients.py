@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
@@ -10,6 +11,7 @@ from app.services.errors import Conflict, InvalidInput, NotFound
 from models.mcp_clients import McpClient
 from models.types import utcnow
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOKEN_PREFIX = "acc_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -60,6 +62,8 @@ def authenticate_token(session: Session, token: str) -> McpClient | None:
     ).first()
     if client is None or client.revoked_at is not None:
         return None
-    client.last_used_at = utcnow()
-    session.add(client)
+    now = utcnow()
+    if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
+        client.last_used_at = now  # written at most once a minute, not on every call
+        session.add(client)
     return client
