@@ -208,4 +208,3 @@ class BearerTokenGuard:
             return audit.Actor(
                 kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
             )
-
