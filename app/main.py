@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (the environment's by default)."""
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("httpx", "httpx2", "chromadb"):
+    for noisy in ("httpx", "httpx2", "chromadb", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     @asynccontextmanager

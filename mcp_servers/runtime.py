@@ -2,8 +2,9 @@
 event of each call, errors as short tool messages, and bearer-token protection over HTTP."""
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -27,6 +28,8 @@ from models.audit import ActorKind
 log = logging.getLogger("accueil.mcp")
 T = TypeVar("T")
 STATE_KEY = "mcp_client_actor"
+APP_VERSION = "0.1.0"
+VERIFIED_FOR = 5.0  # seconds a verified bearer token is trusted without a database read
 
 
 @dataclass
@@ -146,7 +149,7 @@ def slim_tools(mcp: FastMCP) -> FastMCP:
 
 def new_server(name: str, instructions: str) -> FastMCP:
     """A FastMCP server served at the root of its mount, stateless over HTTP."""
-    return PracticeMCP(
+    server = PracticeMCP(
         name=name,
         instructions=instructions,
         streamable_http_path="/",
@@ -156,6 +159,9 @@ def new_server(name: str, instructions: str) -> FastMCP:
         # Bearer tokens, not the Host header, protect these endpoints.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
+    # Without a version the SDK reads package metadata from disk on every stateless request.
+    server._mcp_server.version = APP_VERSION
+    return server
 
 
 class BearerTokenGuard:
@@ -167,6 +173,7 @@ class BearerTokenGuard:
         self.app = app
         self.engine = engine
         self.server = server
+        self._verified: dict[str, tuple[audit.Actor, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,7 +183,9 @@ class BearerTokenGuard:
         auth = headers.get(b"authorization", b"").decode("latin-1")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         address = scope["client"][0] if scope.get("client") else None
-        actor = await anyio.to_thread.run_sync(self._authenticate, token, address)
+        actor = self._recently_verified(token, address)
+        if actor is None:
+            actor = await anyio.to_thread.run_sync(self._authenticate, token, address)
         if actor is None:
             response = JSONResponse(
                 {"error": "Jeton MCP manquant ou invalide. / Missing or invalid MCP token."},
@@ -187,6 +196,14 @@ class BearerTokenGuard:
             return
         scope.setdefault("state", {})[STATE_KEY] = actor
         await self.app(scope, receive, send)
+
+    def _recently_verified(self, token: str, address: str | None) -> audit.Actor | None:
+        """A token checked against the database less than VERIFIED_FOR ago (revocation
+        therefore takes effect within that delay)."""
+        cached = self._verified.get(token) if token else None
+        if cached is None or cached[1] < time.monotonic():
+            return None
+        return replace(cached[0], address=address)
 
     def _authenticate(self, token: str, address: str | None) -> audit.Actor | None:
         """The calling client as an audit actor, or None (and a ``mcp.denied`` event)."""
@@ -205,6 +222,10 @@ class BearerTokenGuard:
                 session.commit()
             if client is None:
                 return None
-            return audit.Actor(
+            actor = audit.Actor(
                 kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
             )
+        if len(self._verified) > 1000:
+            self._verified.clear()
+        self._verified[token] = (actor, time.monotonic() + VERIFIED_FOR)
+        return actor
