@@ -11,7 +11,7 @@ from app.deps import PatientStaffUser, SessionDep, user_actor
 from app.errors import field_errors
 from app.i18n import request_language
 from app.services import patients as patient_service
-from app.services.agenda_view import appointments_of_patient
+from app.services.agenda import list_appointments
 from app.services.errors import DomainError
 from app.templating import render
 from models.patients import Patient, PatientCreate, PatientRead, PatientUpdate
@@ -185,7 +185,14 @@ def detail_page(
     request: Request, user: PatientStaffUser, session: SessionDep, patient_id: int
 ) -> Response:
     patient = patient_service.get_patient(session, user_actor(request, user), patient_id)
-    rows = appointments_of_patient(session, patient_id)
+    rows = list_appointments(
+        session,
+        user_actor(request, user),
+        patient_id=patient_id,
+        include_cancelled=True,
+        newest_first=True,
+        limit=50,
+    )
     return render(request, "patients/detail.html", {"patient": patient, "rows": rows})
 
 

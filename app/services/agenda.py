@@ -354,22 +354,28 @@ def list_appointments(
     session: Session,
     actor: audit.Actor,
     *,
-    start: datetime,
-    end: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
     practitioner_id: int | None = None,
     patient_id: int | None = None,
     include_cancelled: bool = False,
+    newest_first: bool = False,
     limit: int = 500,
 ) -> list[AppointmentView]:
-    """Appointments starting in [start, end), in time order (audited as one read)."""
+    """Appointments starting in [start, end) (either open), in time order, audited as one
+    read that names every appointment shown."""
+    order = col(Appointment.starts_at).desc() if newest_first else col(Appointment.starts_at)
     query = (
         select(Appointment, Patient, Practitioner)
         .join(Patient, col(Patient.id) == Appointment.patient_id)
         .join(Practitioner, col(Practitioner.id) == Appointment.practitioner_id)
-        .where(Appointment.starts_at >= to_utc(start), Appointment.starts_at < to_utc(end))
-        .order_by(col(Appointment.starts_at), col(Appointment.practitioner_id))
+        .order_by(order, col(Appointment.practitioner_id))
         .limit(limit)
     )
+    if start is not None:
+        query = query.where(Appointment.starts_at >= to_utc(start))
+    if end is not None:
+        query = query.where(Appointment.starts_at < to_utc(end))
     if practitioner_id is not None:
         query = query.where(Appointment.practitioner_id == practitioner_id)
     if patient_id is not None:
@@ -383,6 +389,7 @@ def list_appointments(
             actor,
             "appointment.list",
             record_type="appointment",
+            patient_id=patient_id,
             details={"appointment_ids": [r.appointment.id for r in rows]},
         )
     return rows
