@@ -22,6 +22,7 @@ COPY agents ./agents
 COPY mcp_servers ./mcp_servers
 COPY models ./models
 COPY prompts ./prompts
+COPY evals ./evals
 COPY alembic.ini README.md ./
 RUN uv sync --frozen --no-dev
 

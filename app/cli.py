@@ -1,7 +1,8 @@
-"""The ``accueil`` command line: serve, db, user, demo."""
+"""The ``accueil`` command line: serve, db, user, demo, mcp, eval."""
 
 import getpass
 import secrets
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,14 @@ mcp_cli = typer.Typer(
     help="Serveurs MCP (outils du cabinet) et leurs clients.", no_args_is_help=True
 )
 cli.add_typer(mcp_cli, name="mcp")
+eval_cli = typer.Typer(
+    help="Évaluations de la qualité (recherche, assistant).", no_args_is_help=True
+)
+cli.add_typer(eval_cli, name="eval")
+questionnaires_cli = typer.Typer(
+    help="Questionnaires de pré-consultation (FHIR R4).", no_args_is_help=True
+)
+cli.add_typer(questionnaires_cli, name="questionnaires")
 
 
 @cli.command()
@@ -139,14 +148,24 @@ def demo_seed(
     patients: Annotated[int, typer.Option(help="Nombre de patients")] = 200,
     seed: Annotated[int, typer.Option(help="Graine du générateur")] = 2026,
 ) -> None:
-    """Fill an empty database with a realistic demo practice (does nothing twice)."""
-    from app.services.demo import seed_demo
+    """Fill an empty database with a realistic demo practice and import the sample practice
+    handbook into the knowledge base (does nothing twice)."""
+    from app.services.demo import seed_demo, seed_knowledge
 
     with _session() as session:
         result = seed_demo(session, get_settings(), patients=patients, seed=seed)
+    with _session() as session:
+        knowledge_note = seed_knowledge(session, get_settings())
+    with _session() as session:
+        from app.services.questionnaires import import_bundled
+
+        imported = sum(created for _, created in import_bundled(session))
+    typer.echo(f"Questionnaires de pré-consultation : {imported} importé(s).")
     if result.already_seeded:
         typer.echo("Données de démonstration déjà présentes : rien à faire.")
+        typer.echo(knowledge_note)
         return
+    typer.echo(knowledge_note)
     typer.echo(
         f"Démo créée : {result.practitioners} praticiens, {result.patients} patients, "
         f"{result.appointments} rendez-vous."
@@ -156,9 +175,50 @@ def demo_seed(
         typer.echo(f"  {username:<12} {password}")
 
 
+@questionnaires_cli.command("import")
+def questionnaires_import(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Fichiers FHIR JSON (défaut : ceux fournis)")
+    ] = None,
+) -> None:
+    """Import questionnaires (validated FHIR R4 JSON); a version already present is skipped."""
+    from app.services.errors import DomainError
+    from app.services.questionnaires import import_bundled, import_files
+
+    try:
+        with _session() as session:
+            rows = import_files(session, files) if files else import_bundled(session)
+            for row, created in rows:
+                state = "importé" if created else "déjà présent"
+                typer.echo(f"{row.slug} {row.version} ({row.language}) : {state}")
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+
+
+@questionnaires_cli.command("export")
+def questionnaires_export(
+    slug: str,
+    language: Annotated[str, typer.Option(help="fr ou en")] = "fr",
+) -> None:
+    """Print the active version of a questionnaire as FHIR R4 JSON."""
+    import json
+
+    from app.services.errors import DomainError
+    from app.services.questionnaires import export_resource, pick
+
+    try:
+        with _session() as session:
+            row = pick(session, visit_type=None, language=language, slug=slug)
+            typer.echo(json.dumps(export_resource(row), ensure_ascii=False, indent=2))
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+
+
 @mcp_cli.command("serve")
 def mcp_serve(
-    server: Annotated[str, typer.Argument(help="agenda")],
+    server: Annotated[str, typer.Argument(help="agenda, questionnaires ou knowledge")],
     transport: Annotated[str, typer.Option(help="stdio ou http")] = "stdio",
     host: Annotated[str, typer.Option(help="Adresse d'écoute (http)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (http)")] = 8100,
@@ -227,6 +287,36 @@ def mcp_client_revoke(name: str) -> None:
             raise typer.Exit(1)
         revoke_client(session, Actor.system("cli"), client.id or 0)
     typer.echo(f"Jeton de « {name} » révoqué.")
+
+
+@eval_cli.command("knowledge")
+def eval_knowledge(
+    questions: Annotated[
+        Path | None, typer.Option(help="Questions (YAML) ; par défaut ../shared/evals/knowledge")
+    ] = None,
+    documents: Annotated[
+        Path | None, typer.Option(help="Dossier des documents ; par défaut ../shared/knowledge")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Seulement les N premières questions")] = None,
+    out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
+) -> None:
+    """Measure recall@k and MRR of the knowledge search (configured embedding model)."""
+    from app.services.errors import DomainError
+    from evals import knowledge as knowledge_eval
+
+    try:
+        result = knowledge_eval.evaluate(
+            get_settings(),
+            questions=questions or knowledge_eval.QUESTIONS,
+            documents=documents or knowledge_eval.DOCUMENTS,
+            limit=limit,
+        )
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+    json_path, md_path = knowledge_eval.write_reports(result, out or knowledge_eval.REPORTS)
+    typer.echo(knowledge_eval.summary(result))
+    typer.echo(f"Rapports : {json_path} et {md_path}")
 
 
 def main() -> None:

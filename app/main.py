@@ -17,12 +17,18 @@ from app.errors import install_error_handlers
 from app.route_table import ensure_routes_guarded
 from app.routers import (
     admin,
+    admin_knowledge,
     admin_mcp,
     agenda_pages,
     auth,
     calendar_feed,
     home,
+    knowledge_pages,
+    patient_pages,
     patients,
+    practice_pages,
+    practice_settings_pages,
+    preconsultation_pages,
     system,
     waiting_list_pages,
 )
@@ -147,9 +153,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients.pages,
         admin.router,
         admin_mcp.router,
+        admin_knowledge.router,
+        knowledge_pages.router,
         agenda_pages.router,
         waiting_list_pages.router,
         calendar_feed.router,
+        practice_pages.router,
+        practice_settings_pages.closures,
+        practice_settings_pages.visit_types,
+        preconsultation_pages.router,
+        patient_pages.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

