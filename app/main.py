@@ -10,6 +10,7 @@ import swagger_ui_bundle
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.deps import verify_csrf
@@ -80,6 +81,27 @@ class RequestLog:
                 status,
                 (time.perf_counter() - start) * 1000,
             )
+
+
+class BodySizeLimit:
+    """Refuses a request whose declared body is larger than the largest upload allowed,
+    before any of it is read (413, in French and English)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.max_bytes:
+                response = JSONResponse(
+                    {"detail": "Fichier ou requête trop volumineux. / Request too large."},
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -176,6 +198,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.secure_cookies,
     )
     app.add_middleware(SecurityHeaders)
+    # The largest upload plus room for the form around it.
+    app.add_middleware(
+        BodySizeLimit, max_bytes=(settings.knowledge_max_upload_mb + 1) * 1024 * 1024
+    )
     app.add_middleware(RequestLog)
     ensure_routes_guarded(app)
     return app

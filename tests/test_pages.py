@@ -154,3 +154,15 @@ def test_admin_creates_and_revokes_an_mcp_client(logged_in, client, db) -> None:
     assert db.get(McpClient, stored.id).revoked_at is not None
     listing = client.get("/admin/mcp", headers=HTML).text
     assert "Révoqué" in listing and shown not in listing
+
+
+def test_oversized_requests_are_refused_before_reading(logged_in, client, settings) -> None:
+    logged_in("admin")
+    limit = (settings.knowledge_max_upload_mb + 1) * 1024 * 1024
+    response = client.post(
+        "/admin/connaissances",
+        content=b"x" * 16,
+        headers={"content-length": str(limit + 1), "content-type": "multipart/form-data"},
+    )
+    assert response.status_code == 413
+    assert "trop volumineux" in response.json()["detail"]

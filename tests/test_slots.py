@@ -197,3 +197,11 @@ def test_bad_queries_get_clear_errors(db: Session) -> None:
         find_slots(db, PARIS, SlotQuery(start=paris(2026, 6, 2), end=paris(2026, 6, 1)))
     with pytest.raises(InvalidInput, match="un an"):
         find_slots(db, PARIS, SlotQuery(start=paris(2026, 1, 1), end=paris(2028, 1, 1)))
+
+
+def test_a_deactivated_visit_type_is_refused(db: Session) -> None:
+    add_practitioner(db)
+    db.add(VisitType(code="ancien", label="Ancien type", duration_minutes=30, is_active=False))
+    db.flush()
+    with pytest.raises(InvalidInput, match="désactivé"):
+        find_slots(db, PARIS, day_query(paris(2026, 6, 1), visit_type="ancien"), now=LONG_AGO)

@@ -84,9 +84,10 @@ def resolve_duration(
         return minutes
     if visit_type:
         kind = session.exec(select(VisitType).where(VisitType.code == visit_type)).first()
-        if kind is None:
+        if kind is None or not kind.is_active:
             raise InvalidInput(
-                f"Type de visite inconnu : {visit_type}.", f"Unknown visit type: {visit_type}."
+                f"Type de visite inconnu ou désactivé : {visit_type}.",
+                f"Unknown or deactivated visit type: {visit_type}.",
             )
         override = session.exec(
             select(VisitTypeDuration).where(
