@@ -8,6 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
+# A compiler and CMake build llama-cpp-python (the embedded demo model; no wheel on PyPI),
+# portable and without the AMX kernels that crash on some CPUs. DejaVu fonts give letters and
+# exports their accents; pg_dump/pg_restore serve `accueil backup` with PostgreSQL.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake fonts-dejavu-core \
+       postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+
 RUN pip install --no-cache-dir --disable-pip-version-check "uv==0.13.8"
 
 WORKDIR /app

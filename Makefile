@@ -28,7 +28,7 @@ run: .venv/.synced
 test: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n 2
 
 lint: .venv/.synced
 	$(UV) run --frozen ruff check .

@@ -1,5 +1,6 @@
 """ASGI entry point for uvicorn: the app built from the environment's settings."""
 
-from app.main import create_app
+from app.main import create_app, freeze_startup_objects
 
 app = create_app()
+freeze_startup_objects()

@@ -1,4 +1,4 @@
-"""The ``accueil`` command line: serve, db, user, demo, mcp, eval."""
+"""The ``accueil`` command line: serve, worker, db, user, demo, mcp, eval, backup, restore."""
 
 import getpass
 import secrets
@@ -49,6 +49,21 @@ def serve(
         proxy_headers=True,
         access_log=False,  # app.main.RequestLog logs requests without query strings
     )
+
+
+@cli.command()
+def worker(
+    workers: Annotated[
+        int | None, typer.Option(help="Fils d'exécution (défaut : ACCUEIL_JOBS_WORKERS)")
+    ] = None,
+) -> None:
+    """Run the background jobs until stopped (Ctrl-C waits for the running job).
+    `accueil serve` runs them itself unless ACCUEIL_JOBS_IN_PROCESS=false."""
+    from app.jobs.queue import configure
+    from app.jobs.worker import run_worker
+
+    settings = get_settings()
+    run_worker(configure(settings), workers=workers or settings.jobs_workers)
 
 
 @db_cli.command("upgrade")
@@ -317,6 +332,111 @@ def eval_knowledge(
     json_path, md_path = knowledge_eval.write_reports(result, out or knowledge_eval.REPORTS)
     typer.echo(knowledge_eval.summary(result))
     typer.echo(f"Rapports : {json_path} et {md_path}")
+
+
+@eval_cli.command("secretary")
+def eval_secretary(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="scripted, configured (défaut de l'app), embedded, ollama:NOM ou openai:NOM"
+        ),
+    ] = "configured",
+    repeats: Annotated[int, typer.Option(min=1, help="Exécutions par scénario (pass^k)")] = 1,
+    scenarios: Annotated[
+        Path | None, typer.Option(help="Dossier (ou fichier) de scénarios YAML")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Seulement ce scénario (répétable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
+    strict: Annotated[bool, typer.Option(help="Code de sortie 1 si pass^1 < 1")] = False,
+) -> None:
+    """Play the secretary assistant's scenarios and score pass^1 / pass^k."""
+    from agents.models import ModelUnavailable
+    from evals import secretary as secretary_eval
+    from evals.secretary_runner import RunRecord
+    from evals.secretary_scenarios import ScenarioError
+
+    def progress(run: RunRecord) -> None:
+        mark = "ok " if run.passed else "ÉCHEC"
+        typer.echo(f"{mark} {run.scenario} ({run.repeat}) {run.seconds:.1f} s")
+        for reason in run.failures:
+            typer.echo(f"      {reason}")
+
+    try:
+        result = secretary_eval.evaluate(
+            get_settings(),
+            model=model,
+            scenarios=scenarios or secretary_eval.SCENARIOS,
+            repeats=repeats,
+            only=only or None,
+            progress=progress,
+        )
+    except (ScenarioError, ModelUnavailable, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    json_path, md_path = secretary_eval.write_reports(result, out or secretary_eval.REPORTS)
+    typer.echo(secretary_eval.summary(result))
+    typer.echo(f"Rapports : {json_path} et {md_path}")
+    if strict and result.pass_1 < 1.0:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def backup(
+    output: Annotated[
+        Path | None, typer.Option(help="Archive à écrire (défaut : accueil-sauvegarde-DATE.tar.gz)")
+    ] = None,
+) -> None:
+    """Back up the database, the vector store, the knowledge files, the conversations, the
+    job queue and the secret key into one tar.gz archive (safe while the app runs)."""
+    from app.services.backup import create_backup
+    from app.services.errors import DomainError
+
+    try:
+        report = create_backup(get_settings(), output)
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+    manifest = report.manifest
+    size = sum(f.size for f in manifest.files)
+    typer.echo(
+        f"Sauvegarde écrite : {report.path} ({len(manifest.files)} fichiers, "
+        f"{size / 1024**2:.1f} Mo, base {manifest.database}, "
+        f"révision {manifest.alembic_revision or '-'})."
+    )
+
+
+@cli.command()
+def restore(
+    archive: Annotated[Path, typer.Argument(help="Archive écrite par « accueil backup »")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Dossier de données cible (défaut : ACCUEIL_DATA_DIR)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Remplacer un dossier ou une base non vide")] = False,
+) -> None:
+    """Restore a backup into an empty data directory and database (hashes checked first)."""
+    from app.services.backup import restore as restore_backup
+    from app.services.errors import DomainError
+
+    settings = get_settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    try:
+        report = restore_backup(archive, settings, force=force)
+    except DomainError as exc:
+        typer.echo(exc.fr, err=True)
+        raise typer.Exit(1) from exc
+    manifest = report.manifest
+    typer.echo(
+        f"Sauvegarde du {manifest.created_at} (Accueil {manifest.app_version}, "
+        f"révision {manifest.alembic_revision or '-'}) restaurée dans {report.data_dir}."
+    )
+    typer.echo(f"Base de données ({manifest.database}) : {report.database}")
+    for item in report.restored[1:]:
+        typer.echo(f"  {item}")
+    typer.echo("Vérifiez le schéma avec « accueil db upgrade » avant de démarrer.")
 
 
 def main() -> None:

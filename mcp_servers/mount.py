@@ -9,6 +9,7 @@ from mcp.server.fastmcp import FastMCP
 from app.services.audit import Actor
 from mcp_servers.agenda import create_agenda_server
 from mcp_servers.knowledge import create_knowledge_server
+from mcp_servers.letters import create_letters_server
 from mcp_servers.questionnaires import create_questionnaires_server
 from mcp_servers.runtime import BearerTokenGuard, ToolRuntime
 from models.audit import ActorKind
@@ -16,6 +17,7 @@ from models.audit import ActorKind
 SERVERS = {
     "agenda": create_agenda_server,
     "knowledge": create_knowledge_server,
+    "letters": create_letters_server,
     "questionnaires": create_questionnaires_server,
 }
 

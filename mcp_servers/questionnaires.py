@@ -1,7 +1,5 @@
-"""The ``questionnaires`` MCP server: questionnaires, pre-consultation links and their status.
-
-Summaries are not served yet: they will come from the summary job of the LLM runtime.
-"""
+"""The ``questionnaires`` MCP server: questionnaires, pre-consultation links, their status and
+the physician summary made from the answers."""
 
 from datetime import timedelta
 from typing import Annotated
@@ -9,7 +7,8 @@ from typing import Annotated
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services import preconsultation, questionnaires
+from app.services import audit, preconsultation, questionnaires, summaries
+from app.services.errors import NotFound
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (
@@ -45,6 +44,21 @@ class StatusOut(BaseModel):
     expires_at: str
     submitted_at: str | None = None
     flags: list[FlagOut] = []
+
+
+class SentenceOut(BaseModel):
+    text: str
+    sources: list[str]
+
+
+class SummaryOut(BaseModel):
+    appointment_id: int
+    state: str  # none | pending | failed | ready
+    id: int | None = None
+    review: str | None = None  # draft | approved | rejected
+    text: str = ""
+    sentences: list[SentenceOut] = []
+    model: str | None = None
 
 
 def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
@@ -124,5 +138,41 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
             )
 
         return runtime.call(ctx, "preconsultation_status", work)
+
+    @mcp.tool(structured_output=False)
+    def get_preconsultation_summary(appointment_id: int, ctx: Context | None = None) -> SummaryOut:
+        """Résumé médical des réponses (brouillon tant qu'un médecin ne l'a pas approuvé)."""
+
+        def work(session, actor):
+            p = preconsultation.status_for_appointment(session, appointment_id)
+            if p is None:
+                raise NotFound("Aucune pré-consultation pour ce rendez-vous.")
+            state = summaries.summary_state(session, p)
+            document = state.document
+            if document is None:
+                return SummaryOut(appointment_id=appointment_id, state=state.state)
+            audit.record(
+                session,
+                actor,
+                "summary.read",
+                record_type="generated_document",
+                record_id=document.id,
+                patient_id=document.patient_id,
+            )
+            return SummaryOut(
+                appointment_id=appointment_id,
+                state=state.state,
+                id=document.id,
+                review=str(document.status),
+                text=document.text,
+                sentences=[
+                    SentenceOut(text=s["text"], sources=s["sources"])
+                    for section in document.content.get("sections", [])
+                    for s in section.get("sentences", [])
+                ],
+                model=document.model,
+            )
+
+        return runtime.call(ctx, "get_preconsultation_summary", work)
 
     return slim_tools(mcp)

@@ -1,6 +1,8 @@
 """What every MCP server shares: who is calling, a database session per tool call, the audit
 event of each call, errors as short tool messages, and bearer-token protection over HTTP."""
 
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -95,16 +97,36 @@ class ToolRuntime:
 
 
 def validation_message(exc: ValidationError) -> str:
-    """Pydantic errors as one short French sentence a model can act on."""
-    parts = [
-        f"{e['field']} : {e['message']}" if e["field"] else e["message"]
-        for e in field_errors("fr", list(exc.errors()))
-    ]
+    """Pydantic errors as one short French sentence a model can act on. The field is the
+    error's whole location: a tool argument may well be named ``query`` or ``path``, which
+    ``field_errors`` would take for an HTTP location and drop."""
+    errors = list(exc.errors())
+    parts = []
+    for error, translated in zip(errors, field_errors("fr", errors), strict=True):
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{field} : {translated['message']}" if field else translated["message"])
     return "Arguments invalides — " + " ; ".join(parts)
 
 
+def in_worker_thread(fn: Callable[..., T]) -> Callable[..., Any]:
+    """An async face for a blocking tool, run in a worker thread so a tool's database work
+    never stalls the event loop (the signature, hence the tool schema, is unchanged)."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    return run
+
+
 class PracticeMCP(FastMCP):
-    """FastMCP whose tool errors reach the client as the bare, actionable French message."""
+    """FastMCP whose blocking tools run in worker threads and whose tool errors reach the
+    client as the bare, actionable French message."""
+
+    def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            fn = in_worker_thread(fn)
+        super().add_tool(fn, *args, **kwargs)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         try:
@@ -115,11 +137,14 @@ class PracticeMCP(FastMCP):
                 raise ToolError(validation_message(cause)) from cause
             if isinstance(cause, ToolError):
                 raise cause from None
+            if isinstance(cause, DomainError):  # raised by a tool before runtime.call
+                raise ToolError(cause.fr) from cause
             raise
 
 
 def slim_schema(schema: Any) -> Any:
-    """Drop titles and ``null`` alternatives from a JSON schema: same meaning, fewer tokens."""
+    """Drop titles, ``null`` alternatives and string length limits from a JSON schema: fewer
+    tokens for the model; the tool still validates every limit and says what is wrong."""
     if isinstance(schema, list):
         return [slim_schema(item) for item in schema]
     if not isinstance(schema, dict):
@@ -128,7 +153,9 @@ def slim_schema(schema: Any) -> Any:
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
             continue
-        if key == "default" and value is None:
+        if key == "default" and value in (None, ""):
+            continue
+        if key == "maxLength":
             continue
         out[key] = slim_schema(value)
     options = out.get("anyOf")

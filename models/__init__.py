@@ -12,11 +12,19 @@ from models.appointments import (
     WaitingOffer,
     WaitingStatus,
 )
+from models.assistant_usage import AssistantUsage
 from models.audit import ActorKind, AuditEvent
 from models.conversations import Conversation
 from models.documents import DocumentKind, DocumentVersion, GeneratedDocument, ReviewStatus
+from models.jobs import Job, JobStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
 from models.mcp_clients import McpClient
+from models.notifications import (
+    AppointmentLink,
+    NotificationConsent,
+    NotificationSettings,
+    OutboxMessage,
+)
 from models.patients import Patient, Sex
 from models.practice import (
     Absence,
@@ -36,8 +44,10 @@ __all__ = [
     "Absence",
     "ActorKind",
     "Appointment",
+    "AppointmentLink",
     "AppointmentSource",
     "AppointmentStatus",
+    "AssistantUsage",
     "AuditEvent",
     "CalendarFeed",
     "Conversation",
@@ -45,9 +55,14 @@ __all__ = [
     "DocumentVersion",
     "GeneratedDocument",
     "IngestionStatus",
+    "Job",
+    "JobStatus",
     "KnowledgeDocument",
     "McpClient",
+    "NotificationConsent",
+    "NotificationSettings",
     "OfferStatus",
+    "OutboxMessage",
     "PartOfDay",
     "Patient",
     "PracticeClosure",

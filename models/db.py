@@ -19,16 +19,30 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL mode, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL mode, foreign keys and a busy timeout. Statement
+    parameters (patient data) never appear in logs or in error messages."""
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///") or ":memory:" in url
-        pool = {} if in_memory else {"pool_size": 10, "max_overflow": 20}
+        # As many pooled connections as the server's worker threads: opening one costs its
+        # PRAGMAs, and a connection dropped after each burst would be reopened again and again.
+        pool = {} if in_memory else {"pool_size": 40, "max_overflow": 10}
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10}, **pool
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            **pool,
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+    )
 
 
 @contextmanager

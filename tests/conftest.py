@@ -19,7 +19,10 @@ from app.settings import Settings
 from models.db import make_engine
 from models.migrate import upgrade
 from models.users import Role
+from tests import network_guard
 from tests.browser import browser_page, live_server  # noqa: F401  (fixtures)
+from tests.jobs_helpers import job_queue  # noqa: F401  (fixture)
+from tests.notification_helpers import smtp_server  # noqa: F401  (fixture)
 
 PG_URL = os.environ.get("ACCUEIL_TEST_DATABASE_URL", "")
 PASSWORD = "correct-horse-battery"
@@ -27,6 +30,22 @@ PASSWORD = "correct-horse-battery"
 
 def _pg_admin(url: str) -> Engine:
     return create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_egress() -> Iterator[list[object]]:
+    """The whole suite runs with outbound connections blocked except loopback."""
+    attempts = network_guard.install()
+    yield attempts
+    network_guard.uninstall()
+    assert attempts == [], f"connections off the box were attempted: {attempts}"
+
+
+@pytest.fixture
+def no_network() -> list[object]:
+    """The off-box connection attempts the suite-wide guard blocked (a test may clear the
+    ones it made on purpose)."""
+    return network_guard.attempts
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +114,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key-not-for-production",
         ollama_url="http://127.0.0.1:9",  # nothing listens: the LLM is "down"
         health_probe_timeout_seconds=0.2,
+        jobs_in_process=False,  # no consumer thread per app: tests run jobs with jobs_helpers
     )
 
 

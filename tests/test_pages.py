@@ -158,7 +158,8 @@ def test_admin_creates_and_revokes_an_mcp_client(logged_in, client, db) -> None:
 
 def test_oversized_requests_are_refused_before_reading(logged_in, client, settings) -> None:
     logged_in("admin")
-    limit = (settings.knowledge_max_upload_mb + 1) * 1024 * 1024
+    largest = max(settings.knowledge_max_upload_mb, settings.speech_max_upload_mb)
+    limit = (largest + 1) * 1024 * 1024
     response = client.post(
         "/admin/connaissances",
         content=b"x" * 16,

@@ -57,6 +57,25 @@ def test_import_is_idempotent_and_export_round_trips(db: Session) -> None:
     assert vaccination.visit_type == "vaccination"
 
 
+def test_a_stored_version_is_parsed_once_and_its_form_is_read_only(db: Session) -> None:
+    qs.import_bundled(db)
+    db.commit()
+    row = qs.pick(db, visit_type=None, language="fr")
+    form = qs.form_of(row)
+    assert form == qs.to_form(row.resource)
+    db.expire_all()  # the row read again (another request): the same parsed form
+    assert qs.form_of(db.get(Questionnaire, row.id)) is form
+    with pytest.raises(TypeError):
+        form.questions["motif"] = form.questions["intensite"]  # type: ignore[index]
+    # A new version is another row, parsed on its own.
+    changed = _resource("consultation-generale.fr.json")
+    changed["version"] = "2026.2"
+    changed["item"][0]["text"] = "Autre motif"
+    newer, _ = qs.import_resource(db, changed)
+    db.commit()
+    assert qs.form_of(newer).steps[0].title == "Autre motif" != form.steps[0].title
+
+
 def test_same_version_with_other_content_is_refused_new_version_replaces(db: Session) -> None:
     qs.import_bundled(db)
     changed = _resource("vaccination.fr.json")

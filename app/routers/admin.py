@@ -14,6 +14,11 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 PAGE_SIZE = 50
 
 
+def _is_id(text: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true), short enough for a table id."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def _day_start(value: str, settings_tz, plus_days: int = 0) -> datetime | None:
     try:
         day = date.fromisoformat(value) + timedelta(days=plus_days)
@@ -38,7 +43,7 @@ def audit_page(
     filters = AuditFilter(
         actor=actor.strip() or None,
         action=action.strip() or None,
-        patient_id=int(patient_id) if patient_id.strip().isdigit() else None,
+        patient_id=int(patient_id) if _is_id(patient_id.strip()) else None,
         since=_day_start(since, settings.tz) if since else None,
         until=_day_start(until, settings.tz, plus_days=1) if until else None,
     )

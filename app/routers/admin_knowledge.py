@@ -1,4 +1,5 @@
-"""Administration of the practice knowledge base: upload, re-index and delete documents."""
+"""Administration of the practice knowledge base: upload, re-index and delete documents;
+indexing runs as background jobs whose progress the page follows."""
 
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from app.settings import Settings
 from app.templating import render
 
 router = APIRouter(prefix="/admin/connaissances", tags=["admin"])
-DONE = ("uploaded", "replaced", "reindexed", "deleted", "rebuilt")
+DONE = ("uploaded", "replaced", "reindexed", "deleted", "rebuilt", "retried", "cancelled")
 
 
 def _page(
@@ -28,11 +29,14 @@ def _page(
     error: str = "",
     status: int = 200,
 ) -> Response:
+    documents = knowledge.list_documents(session)
     return render(
         request,
         "admin/knowledge.html",
         {
-            "documents": knowledge.list_documents(session),
+            "documents": documents,
+            "document_jobs": knowledge.document_jobs(session, documents),
+            "rebuild_job": knowledge.latest_rebuild(session),
             "accept": ",".join(MEDIA_TYPES),
             "done": done if done in DONE else "",
             "count": count,
@@ -69,7 +73,7 @@ def upload(
     limit = settings.knowledge_max_upload_mb * 1024 * 1024
     content = file.file.read(limit + 1)  # one byte over the limit is enough to refuse it
     try:
-        outcome = knowledge.ingest(
+        outcome = knowledge.upload(
             session,
             user_actor(request, user),
             settings,
@@ -86,15 +90,15 @@ def upload(
             error=exc.message(request_language(request)),
             status=exc.status_code,
         )
-    return _done("replaced" if outcome.replaced else "uploaded", outcome.document.chunk_count)
+    return _done("replaced" if outcome.replaced else "uploaded")
 
 
 @router.post("/rebuild", summary="Re-index every document with the configured model")
 def rebuild(
     request: Request, user: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    outcome = knowledge.rebuild(session, user_actor(request, user), settings)
-    return _done("rebuilt", outcome.indexed)
+    knowledge.rebuild(session, user_actor(request, user), settings)
+    return _done("rebuilt")
 
 
 @router.post("/{document_id}/reindex", summary="Re-index one document")
@@ -105,8 +109,8 @@ def reindex(
     settings: SettingsDep,
     document_id: int,
 ) -> Response:
-    document = knowledge.reindex(session, user_actor(request, user), settings, document_id)
-    return _done("reindexed", document.chunk_count)
+    knowledge.reindex(session, user_actor(request, user), settings, document_id)
+    return _done("reindexed")
 
 
 @router.post("/{document_id}/delete", summary="Delete a document and its passages")

@@ -13,11 +13,12 @@ from sqlmodel import Session
 from app.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
 from app.routers.page_forms import (
     FormCheck,
-    form_values,
+    PostedForm,
     local_iso,
     page_language,
     parse_local,
     patient_choices,
+    values_of,
 )
 from app.routers.waiting_list_pages import offer_patient
 from app.services import agenda_changes
@@ -199,7 +200,9 @@ def _book_form(
         session,
         user_actor(request, user),
         values.get("q", ""),
-        int(patient_id) if patient_id.isdigit() and len(patient_id) < 10 else None,
+        int(patient_id)
+        if patient_id.isascii() and patient_id.isdigit() and len(patient_id) < 10
+        else None,
     )
     return render(
         request,
@@ -235,11 +238,15 @@ def new_page(
 
 
 @router.post("/appointments", summary="Book an appointment from the form")
-async def book_from_form(
-    request: Request, user: PatientStaffUser, session: SessionDep, settings: SettingsDep
+def book_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: PostedForm,
 ) -> Response:
     tz = settings.tz
-    check = FormCheck(page_language(request), await form_values(request, BOOK_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, BOOK_FIELDS))
     patient_id = check.integer("patient_id", required=True, missing="agenda.error.patient")
     practitioner_id = check.integer("practitioner", required=True)
     starts_at = check.local_start(tz)
@@ -349,14 +356,15 @@ def appointment_page(
 
 
 @router.post("/appointments/{appointment_id}/move", summary="Move an appointment")
-async def move_from_form(
+def move_from_form(
     request: Request,
     user: PatientStaffUser,
     session: SessionDep,
     settings: SettingsDep,
     appointment_id: int,
+    form: PostedForm,
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, MOVE_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, MOVE_FIELDS))
     starts_at = check.local_start(settings.tz)
     practitioner_id = check.integer("practitioner")
     page: dict[str, Any] = {"move_values": check.values}
@@ -385,14 +393,15 @@ async def move_from_form(
 
 
 @router.post("/appointments/{appointment_id}/cancel", summary="Cancel an appointment")
-async def cancel_from_form(
+def cancel_from_form(
     request: Request,
     user: PatientStaffUser,
     session: SessionDep,
     settings: SettingsDep,
     appointment_id: int,
+    form: PostedForm,
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, ("reason",)))
+    check = FormCheck(page_language(request), values_of(form, ("reason",)))
     try:
         _, offer = agenda_changes.cancel(
             session,
@@ -410,10 +419,14 @@ async def cancel_from_form(
 
 
 @router.post("/appointments/{appointment_id}/attendance", summary="Mark honoured or missed")
-async def attendance_from_form(
-    request: Request, user: PatientStaffUser, session: SessionDep, appointment_id: int
+def attendance_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    appointment_id: int,
+    form: PostedForm,
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, ("honoured",)))
+    check = FormCheck(page_language(request), values_of(form, ("honoured",)))
     honoured = check.choice("honoured", ("1", "0"), "")
     if check.errors:
         return _detail(request, session, user, appointment_id, errors=check.errors, status=422)

@@ -82,8 +82,11 @@ def create_feed(
 ) -> Response:
     # Errors are shown on the page itself: nothing here may fail form validation.
     try:
-        if not practitioner_id.strip().isdigit():
+        practitioner_id = practitioner_id.strip()
+        if not (practitioner_id.isascii() and practitioner_id.isdigit()):
             raise InvalidInput("Choisissez un praticien.", "Choose a practitioner.")
+        if len(practitioner_id) > 9:  # beyond any id: no such practitioner
+            raise NotFound("Praticien introuvable.", "Practitioner not found.")
         _, token = feeds.create_feed(
             session,
             user_actor(request, user),

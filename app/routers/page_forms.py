@@ -3,11 +3,12 @@
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.datastructures import FormData
 
 from app.i18n import request_language, translate
 from app.services import patients as patient_service
@@ -23,9 +24,17 @@ def page_language(request: Request) -> str:
     return request_language(request, request.app.state.settings.default_language)
 
 
-async def form_values(request: Request, names: Iterable[str]) -> dict[str, str]:
+async def posted_form(request: Request) -> FormData:
+    """The request's form, read on the event loop so that the route itself can be a plain
+    function, run in a worker thread: its database work never blocks the loop."""
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(posted_form)]
+
+
+def values_of(form: FormData, names: Iterable[str]) -> dict[str, str]:
     """The named fields as stripped text (blank fields left out), each cut to a sane length."""
-    form = await request.form()
     values: dict[str, str] = {}
     for name in names:
         raw = form.get(name)

@@ -7,16 +7,20 @@ form and autosave request carries a token bound to the link.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.deps import SessionDep, client_address, public
-from app.routers.page_forms import page_language
+from app.i18n import translate
+from app.routers import speech as speech_http
+from app.routers.page_forms import PostedForm, page_language
 from app.services import preconsultation as pc
 from app.services import questionnaires
 from app.services.audit import Actor
 from app.services.errors import InvalidInput
 from app.templating import render
+from models.appointments import Appointment
 from models.audit import ActorKind
 from models.questionnaires import PreConsultation
 
@@ -75,6 +79,7 @@ def _context(request: Request, session: Session, token: str, p: PreConsultation)
             k for k, q in form.questions.items() if questionnaires.is_enabled(form, q, p.answers)
         },
         "link_csrf": pc.link_csrf(_secret(request), p),
+        "voice_url": f"/p/{token}/voix",
         "urgent": [f["guidance"][language] for f in p.red_flags if f.get("guidance")],
         "display": lambda q, v: questionnaires.display_answer(q, v, language),
     }
@@ -104,12 +109,12 @@ def link_page(request: Request, session: SessionDep, token: Token) -> Response:
 
 
 @router.post("/{token}/identite", summary="Confirm identity with the birth date")
-async def identity(request: Request, session: SessionDep, token: Token) -> Response:
+def identity(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
     access = _open(request, session, token, write=True)
     if access.usable is None:
         return _problem(request, access.problem or "invalid")
     p = access.usable
-    form = await request.form()
+    form = form
     if not _csrf_ok(request, p, form.get(LINK_CSRF_FIELD)):
         return _forbidden(request)
     birth_date = form.get("birth_date")
@@ -164,8 +169,12 @@ def step_page(
 
 
 @router.post("/{token}/etape/{number}", summary="Save one step (works without JavaScript)")
-async def save_step(
-    request: Request, session: SessionDep, token: Token, number: Annotated[int, Path(ge=1, le=50)]
+def save_step(
+    request: Request,
+    session: SessionDep,
+    token: Token,
+    number: Annotated[int, Path(ge=1, le=50)],
+    form: PostedForm,
 ) -> Response:
     access = _open(request, session, token, write=True)
     if access.usable is None:
@@ -173,7 +182,7 @@ async def save_step(
     p = access.usable
     if not _verified(request, p):
         return RedirectResponse(f"/p/{token}", status_code=303)
-    posted = await request.form()
+    posted = form
     if not _csrf_ok(request, p, posted.get(LINK_CSRF_FIELD)):
         return _forbidden(request)
     language = page_language(request)
@@ -200,39 +209,94 @@ async def save_step(
     return RedirectResponse(target, status_code=303)
 
 
+async def json_body(request: Request) -> Any:
+    """The JSON body, read on the event loop (``None`` if unreadable) so the route can run in
+    a worker thread."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+REFUSAL_STATUS = PROBLEM_STATUS | {"identity": 401, "csrf": 403}
+
+
+def _refusal(language: str, message_key: str, problem: str) -> JSONResponse:
+    """An autosave the link does not allow: the sentence the form shows the patient (in the
+    page's language) and the problem's code."""
+    return JSONResponse(
+        {"detail": translate(language, message_key), "problem": problem},
+        status_code=REFUSAL_STATUS.get(problem, 400),
+    )
+
+
 @router.post("/{token}/answers", summary="Autosave changed answers (JSON)")
-async def autosave(request: Request, session: SessionDep, token: Token) -> Response:
-    language = page_language(request)
-    access = _open(request, session, token, write=True)
-    if access.usable is None:
+def autosave(
+    request: Request,
+    session: SessionDep,
+    token: Token,
+    body: Annotated[Any, Depends(json_body)],
+) -> Response:
+    # Reads first, writes at commit: the database's write lock is held for the commit only.
+    with session.no_autoflush:
+        language = page_language(request)
+        access = _open(request, session, token, write=True)
+        if access.usable is None:
+            problem = access.problem or "invalid"
+            return _refusal(language, f"pc.problem.{problem}.text", problem)
+        p = access.usable
+        if not _verified(request, p):
+            return _refusal(language, "speech.identity", "identity")
+        if not _csrf_ok(request, p, request.headers.get(LINK_CSRF_HEADER)):
+            return _refusal(language, "pc.problem.form_expired.text", "csrf")
+        answers = body.get("answers") if isinstance(body, dict) else None
+        if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:
+            raise InvalidInput("Réponses illisibles.", "Unreadable answers.")
+        result, errors = pc.save_valid(session, _actor(request, p), p, answers, language)
         return JSONResponse(
-            {"detail": access.problem}, status_code=PROBLEM_STATUS.get(access.problem or "", 400)
+            {
+                "saved": sorted(k for k in answers if k not in errors),
+                "errors": errors,
+                "detail": " ".join(errors.values()),
+                "enabled": result.enabled,
+                "urgent": [
+                    f.guidance_en if language == "en" else f.guidance_fr
+                    for f in result.flags
+                    if f.guidance_fr
+                ],
+            }
+        )
+
+
+@router.post("/{token}/voix", summary="Transcribe a spoken answer (the patient then edits it)")
+async def voice_answer(request: Request, session: SessionDep, token: Token) -> Response:
+    """Multipart field ``file``; answers ``{text, language, duration_seconds, heard, message}``
+    (or NDJSON progress lines). Nothing is saved: the text goes into the field, and the
+    patient's review and the autosave keep it."""
+    language = page_language(request)
+    access = await run_in_threadpool(_open, request, session, token)
+    if access.usable is None:
+        problem = access.problem or "invalid"
+        return JSONResponse(
+            {"detail": translate(language, f"pc.problem.{problem}.text")},
+            status_code=PROBLEM_STATUS.get(problem, 400),
         )
     p = access.usable
     if not _verified(request, p):
-        return JSONResponse({"detail": "identity"}, status_code=401)
+        return JSONResponse({"detail": translate(language, "speech.identity")}, status_code=401)
     if not _csrf_ok(request, p, request.headers.get(LINK_CSRF_HEADER)):
-        return JSONResponse({"detail": "csrf"}, status_code=403)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    answers = body.get("answers") if isinstance(body, dict) else None
-    if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:
-        raise InvalidInput("Réponses illisibles.", "Unreadable answers.")
-    result, errors = pc.save_valid(session, _actor(request, p), p, answers, language)
-    return JSONResponse(
-        {
-            "saved": sorted(k for k in answers if k not in errors),
-            "errors": errors,
-            "detail": " ".join(errors.values()),
-            "enabled": result.enabled,
-            "urgent": [
-                f.guidance_en if language == "en" else f.guidance_fr
-                for f in result.flags
-                if f.guidance_fr
-            ],
-        }
+        return JSONResponse({"detail": translate(language, "speech.expired")}, status_code=403)
+    appointment = await run_in_threadpool(session.get, Appointment, p.appointment_id)
+    return await speech_http.transcribe_upload(
+        request,
+        session,
+        _actor(request, p),
+        patient=True,
+        language=pc.questionnaire_for(session, p, language).language,
+        purpose="patient_answer",
+        record_type="preconsultation",
+        record_id=p.id,
+        patient_id=appointment.patient_id if appointment else None,
     )
 
 
@@ -249,14 +313,14 @@ def review_page(request: Request, session: SessionDep, token: Token) -> Response
 
 
 @router.post("/{token}/envoyer", summary="Send the answers to the practice")
-async def submit(request: Request, session: SessionDep, token: Token) -> Response:
+def submit(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
     access = _open(request, session, token, write=True)
     if access.usable is None:
         return _problem(request, access.problem or "invalid")
     p = access.usable
     if not _verified(request, p):
         return RedirectResponse(f"/p/{token}", status_code=303)
-    if not _csrf_ok(request, p, (await request.form()).get(LINK_CSRF_FIELD)):
+    if not _csrf_ok(request, p, form.get(LINK_CSRF_FIELD)):
         return _forbidden(request)
     try:
         pc.submit(session, _actor(request, p), p)

@@ -6,10 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from app.deps import PatientStaffUser, SessionDep, user_actor
 from app.errors import field_errors
 from app.i18n import request_language
+from app.routers.page_forms import PostedForm
 from app.services import patients as patient_service
 from app.services.agenda import list_appointments
 from app.services.errors import DomainError
@@ -88,8 +90,7 @@ def update(
     return patient_service.update_patient(session, user_actor(request, user), patient_id, change)
 
 
-async def _form_values(request: Request) -> dict[str, Any]:
-    form = await request.form()
+def _values_of(form: FormData) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in FORM_FIELDS:
         raw = form.get(name)
@@ -158,9 +159,11 @@ def new_page(request: Request, user: PatientStaffUser) -> Response:
 
 
 @pages.post("", summary="Register a patient from the form")
-async def create_from_form(request: Request, user: PatientStaffUser, session: SessionDep):
-    values = await _form_values(request)
-    confirmed = (await request.form()).get("confirm_not_duplicate") == "1"
+def create_from_form(
+    request: Request, user: PatientStaffUser, session: SessionDep, form: PostedForm
+):
+    values = _values_of(form)
+    confirmed = form.get("confirm_not_duplicate") == "1"
     try:
         patient = patient_service.create_patient(
             session,
@@ -207,10 +210,10 @@ def edit_page(
 
 
 @pages.post("/{patient_id}", summary="Save the patient form")
-async def update_from_form(
-    request: Request, user: PatientStaffUser, session: SessionDep, patient_id: int
+def update_from_form(
+    request: Request, user: PatientStaffUser, session: SessionDep, patient_id: int, form: PostedForm
 ):
-    values = await _form_values(request)
+    values = _values_of(form)
     try:
         # The form shows the whole record: validate it whole, then save it.
         full = PatientCreate(**values)

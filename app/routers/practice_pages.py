@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from app.deps import AdminUser, RoleGuard, SessionDep, SettingsDep, user_actor
 from app.i18n import translate
-from app.routers.page_forms import FormCheck, form_values, page_language
+from app.routers.page_forms import FormCheck, PostedForm, page_language, values_of
 from app.routers.practice_forms import (
     PERIOD_FIELDS,
     domain_errors,
@@ -216,8 +216,10 @@ def practitioners_page(request: Request, user: AbsenceStaffUser, session: Sessio
 
 
 @router.post("", summary="Create a practitioner")
-async def create_from_form(request: Request, user: AdminUser, session: SessionDep) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, DETAIL_FIELDS))
+def create_from_form(
+    request: Request, user: AdminUser, session: SessionDep, form: PostedForm
+) -> Response:
+    check = FormCheck(page_language(request), values_of(form, DETAIL_FIELDS))
     details = _details_from_form(check)
     if details is None:
         return _list_page(
@@ -246,10 +248,10 @@ def practitioner_page(
 
 
 @router.post("/{practitioner_id}/details", summary="Update a practitioner's details")
-async def details_from_form(
-    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int
+def details_from_form(
+    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int, form: PostedForm
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, DETAIL_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, DETAIL_FIELDS))
     details = _details_from_form(check)
     page: dict[str, Any] = {"section": "details", "values": check.values}
     if details is None:
@@ -267,12 +269,12 @@ async def details_from_form(
 
 
 @router.post("/{practitioner_id}/hours", summary="Set a practitioner's weekly hours")
-async def hours_from_page(
-    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int
+def hours_from_page(
+    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int, form: PostedForm
 ) -> Response:
     language = page_language(request)
     columns = hours_columns(setup.weekly_hours(session, practitioner_id))
-    check = FormCheck(language, await form_values(request, hours_field_names(columns)))
+    check = FormCheck(language, values_of(form, hours_field_names(columns)))
     week = hours_from_form(check, columns)
     page: dict[str, Any] = {"section": "hours", "values": check.values}
     if check.errors:
@@ -310,12 +312,12 @@ async def hours_from_page(
 
 
 @router.post("/{practitioner_id}/durations", summary="Set a practitioner's visit-type durations")
-async def durations_from_form(
-    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int
+def durations_from_form(
+    request: Request, user: AdminUser, session: SessionDep, practitioner_id: int, form: PostedForm
 ) -> Response:
     kinds = setup.list_visit_types(session, active_only=True)
     names = [f"vt_{kind.id}" for kind in kinds]
-    check = FormCheck(page_language(request), await form_values(request, names))
+    check = FormCheck(page_language(request), values_of(form, names))
     durations = {kind.id or 0: optional_minutes(check, f"vt_{kind.id}") for kind in kinds}
     labels = {f"vt_{kind.id}": kind.label for kind in kinds}
     page: dict[str, Any] = {"section": "durations", "values": check.values}
@@ -353,14 +355,15 @@ def reactivate(
 
 
 @router.post("/{practitioner_id}/absences", summary="Add an absence")
-async def absence_from_form(
+def absence_from_form(
     request: Request,
     user: AbsenceStaffUser,
     session: SessionDep,
     settings: SettingsDep,
     practitioner_id: int,
+    form: PostedForm,
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, PERIOD_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, PERIOD_FIELDS))
     period = period_from_form(check, settings.tz)
     page: dict[str, Any] = {"section": "absence", "values": check.values}
     if check.errors or period is None:

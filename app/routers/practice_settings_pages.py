@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.deps import AdminUser, SessionDep, SettingsDep, user_actor
-from app.routers.page_forms import FormCheck, form_values, page_language
+from app.routers.page_forms import FormCheck, PostedForm, page_language, values_of
 from app.routers.practice_forms import (
     PERIOD_FIELDS,
     domain_errors,
@@ -94,10 +94,10 @@ def closures_page(
 
 
 @closures.post("", summary="Add a practice closure")
-async def closure_from_form(
-    request: Request, user: AdminUser, session: SessionDep, settings: SettingsDep
+def closure_from_form(
+    request: Request, user: AdminUser, session: SessionDep, settings: SettingsDep, form: PostedForm
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, PERIOD_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, PERIOD_FIELDS))
     period = period_from_form(check, settings.tz)
     if check.errors or period is None:
         return _closures_page(
@@ -162,8 +162,10 @@ def visit_types_page(
 
 
 @visit_types.post("", summary="Create a visit type")
-async def create_visit_type(request: Request, user: AdminUser, session: SessionDep) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, VISIT_TYPE_FIELDS))
+def create_visit_type(
+    request: Request, user: AdminUser, session: SessionDep, form: PostedForm
+) -> Response:
+    check = FormCheck(page_language(request), values_of(form, VISIT_TYPE_FIELDS))
     minutes = optional_minutes(check, "duration_minutes")
     page: dict[str, Any] = {"values": check.values}
     if check.errors:
@@ -183,10 +185,10 @@ async def create_visit_type(request: Request, user: AdminUser, session: SessionD
 
 
 @visit_types.post("/{visit_type_id}", summary="Update a visit type")
-async def update_visit_type(
-    request: Request, user: AdminUser, session: SessionDep, visit_type_id: int
+def update_visit_type(
+    request: Request, user: AdminUser, session: SessionDep, visit_type_id: int, form: PostedForm
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, VISIT_TYPE_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, VISIT_TYPE_FIELDS))
     minutes = optional_minutes(check, "duration_minutes")
     page: dict[str, Any] = {"values": check.values, "row_id": visit_type_id}
     if check.errors:

@@ -1,4 +1,5 @@
-"""Staff actions on pre-consultations from the appointment page: send a link, revoke it."""
+"""Staff actions on pre-consultations from the appointment page: send a link, revoke it, retry
+a summary that failed."""
 
 from datetime import timedelta
 
@@ -6,7 +7,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.deps import PatientStaffUser, SessionDep, user_actor
+from app.services import jobs, summaries
 from app.services import preconsultation as pc
+from app.services.errors import NotFound
 from app.templating import render
 
 router = APIRouter(prefix="/agenda/appointments", tags=["pre-consultation"])
@@ -47,4 +50,19 @@ def revoke_link(
     request: Request, user: PatientStaffUser, session: SessionDep, appointment_id: int
 ) -> Response:
     pc.revoke_preconsultation(session, user_actor(request, user), appointment_id)
+    return RedirectResponse(f"/agenda/appointments/{appointment_id}", status_code=303)
+
+
+@router.post(
+    "/{appointment_id}/preconsultation/summary/retry",
+    summary="Ask again for a summary whose job failed",
+)
+def retry_summary(
+    request: Request, user: PatientStaffUser, session: SessionDep, appointment_id: int
+) -> Response:
+    p = pc.status_for_appointment(session, appointment_id)
+    job = jobs.find_job(session, summaries.job_key(p.id or 0)) if p else None
+    if job is None:
+        raise NotFound("Aucun résumé à relancer.", "No summary to retry.")
+    jobs.retry(session, user_actor(request, user), job.id or 0)
     return RedirectResponse(f"/agenda/appointments/{appointment_id}", status_code=303)

@@ -9,7 +9,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
-from app.routers.page_forms import FormCheck, form_values, page_language, patient_choices
+from app.routers.page_forms import (
+    FormCheck,
+    PostedForm,
+    page_language,
+    patient_choices,
+    values_of,
+)
 from app.services import waiting_list
 from app.services.audit import Actor
 from app.services.errors import DomainError
@@ -79,7 +85,9 @@ def _page(
                 session,
                 actor,
                 values.get("q", ""),
-                int(patient_id) if patient_id.isdigit() and len(patient_id) < 10 else None,
+                int(patient_id)
+                if patient_id.isascii() and patient_id.isdigit() and len(patient_id) < 10
+                else None,
             ),
             "parts": [part.value for part in PartOfDay],
         },
@@ -114,10 +122,14 @@ def waiting_page(
 
 
 @router.post("", summary="Add a patient to the waiting list")
-async def add_from_form(
-    request: Request, user: PatientStaffUser, session: SessionDep, settings: SettingsDep
+def add_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: PostedForm,
 ) -> Response:
-    check = FormCheck(page_language(request), await form_values(request, ADD_FIELDS))
+    check = FormCheck(page_language(request), values_of(form, ADD_FIELDS))
     patient_id = check.integer("patient_id", required=True, missing="agenda.error.patient")
     practitioner_id = check.integer("practitioner")
     earliest, latest = check.day("earliest"), check.day("latest")

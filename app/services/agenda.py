@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from app.services import audit
+from app.services import audit, notifications
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.slots import (
     Slot,
@@ -214,6 +214,7 @@ def book_appointment(
             "minutes": minutes,
         },
     )
+    notifications.appointment_booked(session, appointment, tz, now=now)  # confirmation, reminders
     return appointment
 
 

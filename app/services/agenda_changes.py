@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from app.services import audit
+from app.services import audit, notifications
 from app.services.agenda import cancel_appointment, move_appointment
 from app.services.waiting_list import offer_freed_slot
 from models.appointments import Appointment, WaitingOffer
@@ -16,6 +16,7 @@ def cancel(
 ) -> tuple[Appointment, WaitingOffer | None]:
     """Cancel an appointment and offer its time to the first matching waiting patient."""
     appointment, freed = cancel_appointment(session, actor, appointment_id, reason=reason)
+    notifications.appointment_cancelled(session, appointment, tz)  # tell the patient
     offer = offer_freed_slot(session, actor, tz, freed, freed_by_appointment_id=appointment.id)
     return appointment, offer
 
@@ -40,5 +41,6 @@ def move(
         practitioner_id=practitioner_id,
         duration_minutes=duration_minutes,
     )
+    notifications.appointment_moved(session, appointment, freed.starts_at, tz)  # tell the patient
     offer = offer_freed_slot(session, actor, tz, freed, freed_by_appointment_id=appointment.id)
     return appointment, offer

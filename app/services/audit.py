@@ -48,8 +48,7 @@ def record(
         outcome=outcome,
         details=details or {},
     )
-    session.add(event)
-    session.flush()
+    session.add(event)  # written with the caller's next flush or commit: no early write lock
     return event
 
 

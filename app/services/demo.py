@@ -286,6 +286,7 @@ def seed_knowledge(session: Session, settings: Settings, path: Path = SAMPLE_HAN
             session, audit.Actor.system("demo"), settings, path.name, content
         )
     except DomainError as exc:
+        session.rollback()  # the document and its job, indexed inline, are not kept
         return f"Livret d'exemple non importé : {exc.fr}"
     document = outcome.document
     return (

@@ -4,6 +4,7 @@ import io
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -101,6 +102,30 @@ def parse_document(filename: str, content: bytes, *, max_bytes: int) -> ParsedDo
         media_type=MEDIA_TYPES[suffix],
         sections=sections,
     )
+
+
+_TEXT_KINDS = {".md": "Markdown", ".markdown": "Markdown", ".txt": "texte"}
+
+
+def check_upload(filename: str, content: bytes, *, max_bytes: int) -> str:
+    """The checks quick enough for the upload request (name, size, real type, a DOCX that
+    would inflate out of proportion); reading the text is the indexing job's. Returns the
+    checked file name."""
+    name = safe_filename(filename)
+    check_size(len(content), max_bytes)
+    suffix = PurePath(name).suffix.lower()
+    if suffix == ".pdf":
+        if not content[:1024].lstrip().startswith(b"%PDF-"):
+            raise _mismatch("PDF")
+    elif suffix == ".docx":
+        _check_zip(content)
+    elif suffix in _TEXT_KINDS:
+        _decode_text(content, _TEXT_KINDS[suffix])
+    else:
+        text = _decode_text(content, "HTML")
+        if not _HTML_TAG.search(text):
+            raise _mismatch("HTML")
+    return name
 
 
 def _mismatch(kind: str) -> InvalidDocument:
@@ -216,6 +241,7 @@ def _parse_text(content: bytes) -> tuple[str, list[Section]]:
     return title, [Section("", p) for p in paragraphs]
 
 
+_HTML_TAG = re.compile(r"<\s*(html|body|head|p|h[1-6]|div|ul|ol|table)\b", re.IGNORECASE)
 _HTML_BLOCKS = ("p", "li", "td", "th", "pre", "blockquote", "dt", "dd", "figcaption", "caption")
 
 
@@ -223,7 +249,7 @@ def _parse_html(content: bytes) -> tuple[str, list[Section]]:
     from bs4 import BeautifulSoup
 
     text = _decode_text(content, "HTML")
-    if not re.search(r"<\s*(html|body|head|p|h[1-6]|div|ul|ol|table)\b", text, re.IGNORECASE):
+    if not _HTML_TAG.search(text):
         raise _mismatch("HTML")
     soup = BeautifulSoup(text, "lxml")
     for tag in soup(["script", "style", "noscript", "template", "nav", "iframe", "svg"]):
@@ -265,6 +291,15 @@ def _check_zip(content: bytes) -> zipfile.ZipFile:
             "Fichier Word refusé : son contenu décompressé est anormalement volumineux.",
             "Word file refused: its uncompressed content is abnormally large.",
         )
+    # The sizes above are the archive's own claims. Inflate each member once, a chunk at a
+    # time: zipfile never yields more than a member's declared size, and a member that
+    # would inflate further (a lying header) or is damaged fails its CRC check here.
+    try:
+        damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
+        raise _unreadable("Word (DOCX)") from exc
+    if damaged is not None:
+        raise _unreadable("Word (DOCX)")
     return archive
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import segno
 from sqlmodel import Session, col, select
 
-from app.services import audit, questionnaires, red_flags
+from app.services import audit, questionnaires, red_flags, summaries
 from app.services.errors import Conflict, InvalidInput, NotFound
 from models.appointments import Appointment, AppointmentStatus
 from models.audit import ActorKind
@@ -77,6 +77,8 @@ class StaffView:
     flags: list[dict[str, Any]]
     answers: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) shown
     locked: bool = False
+    questions: dict[str, str] = field(default_factory=dict)  # linkId → question, for citations
+    summary: summaries.SummaryState | None = None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -87,8 +89,14 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def _bytes(text: str) -> bytes:
+    """Text as bytes for a constant-time comparison (which refuses non-ASCII ``str``)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _signature(secret: str, nonce: str) -> str:
-    digest = hmac.new(secret.encode(), f"preconsultation:{nonce}".encode(), hashlib.sha256)
+    message = f"preconsultation:{nonce}".encode("utf-8", "surrogatepass")
+    digest = hmac.new(secret.encode(), message, hashlib.sha256)
     return _b64(digest.digest()[:12])
 
 
@@ -100,7 +108,9 @@ def new_token(secret: str) -> str:
 
 def signature_ok(secret: str, token: str) -> bool:
     nonce, _, signature = token.partition(".")
-    return bool(nonce and signature) and hmac.compare_digest(signature, _signature(secret, nonce))
+    return bool(nonce and signature) and hmac.compare_digest(
+        _bytes(signature), _bytes(_signature(secret, nonce))
+    )
 
 
 def hash_token(token: str) -> str:
@@ -114,7 +124,9 @@ def link_csrf(secret: str, preconsultation: PreConsultation) -> str:
 
 
 def csrf_ok(secret: str, preconsultation: PreConsultation, sent: str | None) -> bool:
-    return bool(sent) and hmac.compare_digest(link_csrf(secret, preconsultation), sent or "")
+    return bool(sent) and hmac.compare_digest(
+        _bytes(link_csrf(secret, preconsultation)), _bytes(sent or "")
+    )
 
 
 def qr_svg_data_uri(url: str) -> str:
@@ -252,7 +264,7 @@ def staff_view(
     if row is None:
         raise NotFound("Questionnaire introuvable.", "Questionnaire not found.")
     shown = questionnaires.translation(session, row, language)
-    form = questionnaires.to_form(shown.resource)
+    form = questionnaires.form_of(shown)
     kept = questionnaires.enabled_answers(form, p.answers)
     answers = [
         (form.questions[k].text, questionnaires.display_answer(form.questions[k], v, language))
@@ -267,7 +279,13 @@ def staff_view(
         patient_id=_appointment_patient_id(session, p),
     )
     return StaffView(
-        p, shown, p.red_flags, answers, p.failed_identity_checks >= MAX_IDENTITY_ATTEMPTS
+        p,
+        shown,
+        p.red_flags,
+        answers,
+        p.failed_identity_checks >= MAX_IDENTITY_ATTEMPTS,
+        questions={k: q.text for k, q in form.questions.items()},
+        summary=summaries.summary_state(session, p),
     )
 
 
@@ -399,7 +417,7 @@ def save_answers(
 ) -> SaveResult:
     """Validate and store answers (None clears one), then re-evaluate the red flags."""
     row = questionnaire_for(session, p, "fr")
-    form = questionnaires.to_form(row.resource)
+    form = questionnaires.form_of(row)
     known = form.questions
     answers = dict(p.answers)
     for link_id, raw in values.items():
@@ -436,7 +454,7 @@ def save_valid(
 ) -> tuple[SaveResult, dict[str, str]]:
     """Autosave: keep every valid answer, report each invalid one (nothing valid is lost)."""
     row = questionnaire_for(session, p, language)
-    known = questionnaires.to_form(row.resource).questions
+    known = questionnaires.form_of(row).questions
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for link_id, raw in values.items():
@@ -478,7 +496,7 @@ def save_step(
     result = save_answers(session, actor, p, clean)
     if require:
         row = questionnaire_for(session, p, language)
-        form = questionnaires.to_form(row.resource)
+        form = questionnaires.form_of(row)
         local = next((s for s in form.steps if s.link_id == step.link_id), step)
         for link_id in questionnaires.missing_required(form, p.answers, local):
             text = form.questions[link_id].text
@@ -501,7 +519,7 @@ def submit(
     """Store the response as a validated FHIR QuestionnaireResponse; the link is then spent."""
     moment = _now(now)
     row = questionnaire_for(session, p, "fr")
-    form = questionnaires.to_form(row.resource)
+    form = questionnaires.form_of(row)
     missing = questionnaires.missing_required(form, p.answers)
     if missing:
         raise AnswersMissing(
@@ -533,6 +551,8 @@ def submit(
         patient_id=patient_id,
         details={"flags": [f.rule for f in flags]},
     )
+    session.flush()
+    summaries.request_summary(session, p)
     return flags
 
 

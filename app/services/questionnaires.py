@@ -1,10 +1,14 @@
 """Questionnaires as FHIR R4 data: import/export, steps and questions, answers, enableWhen."""
 
 import json
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
@@ -82,9 +86,10 @@ class Form:
     description: str
     steps: tuple[Step, ...]
 
-    @property
-    def questions(self) -> dict[str, Question]:
-        return {q.link_id: q for s in self.steps for q in s.questions}
+    @cached_property
+    def questions(self) -> Mapping[str, Question]:
+        """Every question by linkId (read-only: a form is shared between requests)."""
+        return MappingProxyType({q.link_id: q for s in self.steps for q in s.questions})
 
 
 # ---------------------------------------------------------------- validation, import, export
@@ -310,6 +315,32 @@ def to_form(resource: dict[str, Any]) -> Form:
     )
 
 
+_FORMS: OrderedDict[tuple[Any, ...], Form] = OrderedDict()
+_FORMS_LOCK = threading.Lock()
+FORMS_CACHED = 64
+
+
+def form_of(row: Questionnaire) -> Form:
+    """The form of a stored questionnaire version, parsed once per process: a stored version
+    never changes (``import_resource`` refuses changed content under the same version). The
+    key holds the row's id and creation time too, so rows of other databases (tests, a
+    restore) never share an entry unless they are copies of the same row."""
+    if row.id is None:
+        return to_form(row.resource)
+    key = (row.id, row.slug, row.version, row.language, row.created_at)
+    with _FORMS_LOCK:
+        form = _FORMS.get(key)
+        if form is not None:
+            _FORMS.move_to_end(key)
+            return form
+    form = to_form(row.resource)
+    with _FORMS_LOCK:
+        _FORMS[key] = form
+        while len(_FORMS) > FORMS_CACHED:
+            _FORMS.popitem(last=False)
+    return form
+
+
 # ---------------------------------------------------------------- enableWhen and answers
 
 
@@ -468,7 +499,7 @@ def build_response(
     status: str = "completed",
 ) -> dict[str, Any]:
     """The enabled answers as a FHIR ``QuestionnaireResponse``, validated by fhir.resources."""
-    form = to_form(row.resource)
+    form = form_of(row)
     kept = enabled_answers(form, answers)
     items = []
     for step in form.steps:

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from app.services import audit
+from app.services import audit, notifications
 from app.services.agenda import SlotTaken, book_appointment
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.slots import NOON, Slot, active_practitioners
@@ -156,6 +156,7 @@ def offer_freed_slot(
                 "practitioner_id": slot.practitioner_id,
             },
         )
+        notifications.offer_made(session, offer, tz, now=now)  # the offer by email / SMS
         return offer
     return None
 

@@ -19,6 +19,15 @@ def _url() -> str:
     return get_settings().resolved_database_url
 
 
+# Tables that other components own in the same database (the assistant's LangGraph
+# checkpointer on PostgreSQL): not ours to migrate, never reported as drift.
+FOREIGN_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations")
+
+
+def _ours(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
@@ -26,6 +35,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things in place
         compare_type=True,
+        include_name=_ours,
         literal_binds=connection is None,
     )
 

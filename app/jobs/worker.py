@@ -1,0 +1,133 @@
+"""Workers: the Huey consumer run by ``accueil worker``, the same consumer as threads inside
+``accueil serve``, and a synchronous drain (tests, one-shot runs)."""
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import anyio.to_thread
+from huey.consumer import Consumer
+
+from app.jobs.handlers import load_handlers
+from app.jobs.queue import JobQueue
+from app.jobs.recovery import live_workers, recover
+from models.types import utcnow
+
+log = logging.getLogger("accueil.jobs")
+SHUTDOWN_SECONDS = 20.0
+
+
+def new_worker_id(label: str) -> str:
+    """``host:pid:label-nonce``: tells a later worker whether this one is still alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{label}-{uuid.uuid4().hex[:8]}"
+
+
+class _ThreadConsumer(Consumer):
+    """A consumer that leaves signal handlers to its host process (the web server)."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def _consumer_options(queue: JobQueue, workers: int, periodic: bool) -> dict:
+    return {
+        "workers": workers,
+        "worker_type": "thread",
+        "periodic": periodic,
+        # A SQLite queue is polled: an idle worker looks again at least every second.
+        "max_delay": 10.0 if queue.uses_redis else 1.0,
+        "shutdown_timeout": SHUTDOWN_SECONDS,
+    }
+
+
+class InProcessWorker:
+    """Huey consumer threads inside the current process, started and stopped explicitly."""
+
+    def __init__(self, queue: JobQueue, *, workers: int = 1, periodic: bool = True) -> None:
+        self.queue = queue
+        self.worker_id = new_worker_id("thread")
+        self._consumer = _ThreadConsumer(queue.huey, **_consumer_options(queue, workers, periodic))
+
+    def start(self) -> None:
+        """Import the handlers, take back what a dead worker left, then start the threads."""
+        load_handlers()
+        self.queue.worker_id = self.worker_id
+        live_workers.add(self.worker_id)
+        try:
+            recover(self.queue)
+        except Exception as exc:  # the database is down: the periodic recovery will catch up
+            log.warning("job recovery at start failed: %s", type(exc).__name__)
+        self._consumer.start()
+
+    def stop(self) -> None:
+        """Let the running job finish (up to a limit), then stop every thread."""
+        try:
+            self._consumer.stop(graceful=True)
+        finally:
+            live_workers.discard(self.worker_id)
+
+    @property
+    def threads_alive(self) -> bool:
+        threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
+        return any(t.is_alive() for t in threads)
+
+
+@asynccontextmanager
+async def in_process_worker(queue: JobQueue, *, enabled: bool) -> AsyncIterator[None]:
+    """Run jobs inside the web server for its lifetime (``jobs_in_process``)."""
+    if not enabled:
+        yield
+        return
+    worker = InProcessWorker(queue, workers=queue.settings.jobs_workers)
+    await anyio.to_thread.run_sync(worker.start)
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(worker.stop)
+
+
+def run_worker(queue: JobQueue, *, workers: int) -> None:
+    """Run the consumer in the foreground until a signal stops it (``accueil worker``)."""
+    load_handlers()
+    worker_id = new_worker_id("worker")
+    queue.worker_id = worker_id
+    live_workers.add(worker_id)
+    try:
+        recover(queue)
+        consumer = queue.huey.create_consumer(**_consumer_options(queue, workers, periodic=True))
+        consumer.run()
+    finally:
+        live_workers.discard(worker_id)
+
+
+def drain(queue: JobQueue, *, max_tasks: int = 1000) -> int:
+    """Run, in this thread, every message that is due now (retries included, once due);
+    returns how many ran. The same path as a worker, without threads."""
+    load_handlers()
+    worker_id = new_worker_id("drain")
+    previous, queue.worker_id = queue.worker_id, worker_id
+    live_workers.add(worker_id)
+    huey = queue.huey
+    count = 0
+    try:
+        while count < max_tasks:
+            for task in huey.read_schedule(_naive(utcnow())):
+                huey.enqueue(task)
+            task = huey.dequeue()
+            if task is None:
+                break
+            huey.execute(task)
+            count += 1
+    finally:
+        live_workers.discard(worker_id)
+        queue.worker_id = previous
+    return count
+
+
+def _naive(moment: datetime) -> datetime:
+    """Huey's clock: naive UTC."""
+    return moment.replace(tzinfo=None)
