@@ -1,5 +1,7 @@
 """Database engine and session factory (SQLite or PostgreSQL)."""
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -7,6 +9,86 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
+
+WRITE_LOCK_SECONDS = 10.0  # as long as SQLite's own busy timeout
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(database: str) -> threading.Lock:
+    with _write_locks_guard:
+        return _write_locks.setdefault(database, threading.Lock())
+
+
+class _WriteCursor(sqlite3.Cursor):
+    """Takes its connection's write turn before the first write of a transaction."""
+
+    connection: "SerialisedWrites"
+
+    def execute(self, sql: str, parameters: Any = (), /) -> "_WriteCursor":
+        self.connection.before(sql)
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.connection.after()
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> "_WriteCursor":
+        self.connection.before(sql)
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        finally:
+            self.connection.after()
+
+
+class SerialisedWrites(sqlite3.Connection):
+    """A SQLite connection whose write transactions take turns inside this process.
+
+    SQLite allows one writer at a time; a writer that finds the lock taken sleeps and polls
+    (1, 2, 5 … 100 ms), so under concurrent autosaves a few requests waited hundreds of
+    milliseconds while the lock sat free. Writers of one process now queue on a lock that
+    hands over at once at commit or rollback; other processes (the job worker) still meet
+    SQLite's busy timeout. Reads never wait: in WAL mode they do not block writers."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._turn = _write_lock(str(database))
+        self._holding = False
+
+    def cursor(self, factory: Any = _WriteCursor) -> Any:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def before(self, sql: str) -> None:
+        if not self._holding and sql.lstrip()[:7].upper().startswith(_WRITES):
+            # Past the timeout, go on without the turn: SQLite's busy timeout decides.
+            self._holding = self._turn.acquire(timeout=WRITE_LOCK_SECONDS)
+
+    def after(self) -> None:
+        if self._holding and not self.in_transaction:  # a write outside a transaction
+            self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._turn.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -30,7 +112,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url,
             echo=echo,
             hide_parameters=True,
-            connect_args={"check_same_thread": False, "timeout": 10},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": 10,
+                **({} if in_memory else {"factory": SerialisedWrites}),
+            },
             **pool,
         )
         event.listen(engine, "connect", _configure_sqlite)

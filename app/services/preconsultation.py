@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import segno
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from app.services import audit, questionnaires, red_flags, summaries
@@ -22,6 +23,7 @@ from models.users import User
 
 DEFAULT_LIFETIME = timedelta(days=7)
 MAX_IDENTITY_ATTEMPTS = 5
+LEAN_QUESTIONNAIRE = defer(Questionnaire.resource)  # type: ignore[arg-type]
 OPEN_STATUSES = (
     PreConsultationStatus.sent,
     PreConsultationStatus.opened,
@@ -391,7 +393,10 @@ def attempts_left(p: PreConsultation) -> int:
 
 
 def questionnaire_for(session: Session, p: PreConsultation, language: str) -> Questionnaire:
-    row = session.get(Questionnaire, p.questionnaire_id)
+    """The link's questionnaire version in ``language``. The FHIR resource is loaded only
+    when read: the parsed form is cached per version (``questionnaires.form_of``), so an
+    autosave does not decode the whole questionnaire again."""
+    row = session.get(Questionnaire, p.questionnaire_id, options=[LEAN_QUESTIONNAIRE])
     if row is None:
         raise NotFound("Questionnaire introuvable.", "Questionnaire not found.")
     return questionnaires.translation(session, row, language)

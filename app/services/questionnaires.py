@@ -16,6 +16,7 @@ from fhir.resources.R4B.questionnaireresponse import (
     QuestionnaireResponse as FhirQuestionnaireResponse,
 )
 from pydantic import ValidationError
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -241,7 +242,9 @@ def translation(session: Session, row: Questionnaire, language: str) -> Question
     if row.language == language:
         return row
     other = session.exec(
-        select(Questionnaire).where(
+        select(Questionnaire)
+        .options(defer(Questionnaire.resource))  # type: ignore[arg-type]
+        .where(
             Questionnaire.slug == row.slug,
             Questionnaire.version == row.version,
             Questionnaire.language == language,
