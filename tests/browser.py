@@ -100,3 +100,13 @@ def browser_page(live_server: str):
         yield page
         context.close()
         browser.close()
+
+
+def sign_in(page, path: str, username: str, password: str, *, landing: str) -> None:
+    """Open ``path`` on the live app, sign in as ``username`` on the login page it leads to,
+    and wait until the browser is at ``landing`` (a URL glob)."""
+    page.goto(f"{page.base_url}{path}")
+    page.get_by_label("Identifiant").fill(username)
+    page.get_by_label("Mot de passe").fill(password)
+    page.get_by_label("Mot de passe").press("Enter")
+    page.wait_for_url(landing)

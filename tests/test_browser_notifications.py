@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from app.services.agenda import book_appointment
 from models.appointments import Appointment, AppointmentStatus
 from models.notifications import MessageKind, OutboxMessage
+from tests.browser import sign_in
 from tests.conftest import PASSWORD
 from tests.jobs_helpers import run_jobs
 from tests.notification_helpers import (
@@ -78,11 +79,13 @@ def test_patient_cancels_from_the_reminder_on_a_phone(
     # The secretary's agenda shows the slot free again (bookable in one click).
     local = start.astimezone(PARIS)
     page.context.clear_cookies()
-    page.goto(f"{page.base_url}/agenda?date={local.date().isoformat()}")
-    page.get_by_label("Identifiant").fill("secretaire")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_label("Mot de passe").press("Enter")
-    page.wait_for_url("**/agenda?date=*")
+    sign_in(
+        page,
+        f"/agenda?date={local.date().isoformat()}",
+        "secretaire",
+        PASSWORD,
+        landing="**/agenda?date=*",
+    )
     free = page.get_by_role("link", name=f"Réserver {local:%H:%M}, Dr Claire Martin")
     assert free.count() == 1
     assert page.off_box.urls == []

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from agents.scripted_model import ScriptedChatModel
 from models.documents import GeneratedDocument, ReviewStatus
+from tests.browser import sign_in
 from tests.conftest import PASSWORD
 from tests.jobs_helpers import run_jobs
 from tests.review_helpers import letter_call, scripted_model, summarized
@@ -29,11 +30,7 @@ def test_physician_reviews_a_summary_and_sends_a_referral(
 ) -> None:
     summary = summarized(db, job_queue, model)
     page = browser_page
-    page.goto(f"{page.base_url}/medecin")
-    page.get_by_label("Identifiant").fill("medecin")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_label("Mot de passe").press("Enter")
-    page.wait_for_url("**/medecin")
+    sign_in(page, "/medecin", "medecin", PASSWORD, landing="**/medecin")
 
     page.get_by_role("link", name="Résumé de pré-consultation — Durand Marie").click()
     page.wait_for_url(f"**/medecin/documents/{summary.id}")

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from agents.scripted_model import ScriptedChatModel, say
 from models.appointments import Appointment
+from tests.browser import sign_in
 from tests.conftest import PASSWORD
 from tests.practice import PARIS, add_patient, add_practitioner
 from tests.test_secretary_chat import booking_script, next_monday
@@ -26,11 +27,7 @@ def test_secretary_confirms_a_booking_proposed_by_the_assistant(
         practice, then=[say("C'est réservé : lundi à 08:30 avec le Dr Martin.")]
     )
     page = browser_page
-    page.goto(f"{page.base_url}/secretariat")
-    page.get_by_label("Identifiant").fill("secretaire")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_label("Mot de passe").press("Enter")
-    page.wait_for_url("**/secretariat/c/*")
+    sign_in(page, "/secretariat", "secretaire", PASSWORD, landing="**/secretariat/c/*")
 
     box = page.get_by_label("Votre demande")
     box.press_sequentially("Un rendez-vous lundi pour Mme Durand")
@@ -67,11 +64,7 @@ def test_model_down_keeps_the_text_and_retry_works(app, browser_page, db: Sessio
         script=[httpx.ConnectError("refused"), say("Bonjour !")]
     )
     page = browser_page
-    page.goto(f"{page.base_url}/secretariat")
-    page.get_by_label("Identifiant").fill("secretaire")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_label("Mot de passe").press("Enter")
-    page.wait_for_url("**/secretariat/c/*")
+    sign_in(page, "/secretariat", "secretaire", PASSWORD, landing="**/secretariat/c/*")
     box = page.get_by_label("Votre demande")
     box.fill("Bonjour")
     box.press("Enter")

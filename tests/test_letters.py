@@ -14,7 +14,7 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 
 from agents.scripted_model import ScriptedChatModel
-from app.services import letter_pdf, letter_templates, letters
+from app.services import letter_pdf, letter_templates, letters, practice_pdf
 from app.services.audit import Actor
 from mcp_servers.letters import create_letters_server
 from mcp_servers.runtime import ToolRuntime
@@ -210,8 +210,8 @@ def test_approved_letter_pdf_holds_the_approved_body(
 
 
 def test_core_font_fallback_still_writes_french(monkeypatch) -> None:
-    monkeypatch.setattr(letter_pdf, "FONT_DIRS", ())
-    letter_pdf.find_font.cache_clear()
+    monkeypatch.setattr(practice_pdf, "FONT_DIRS", ())
+    practice_pdf.find_font.cache_clear()
     try:
         rendered = letter_templates.RenderedLetter(
             {
@@ -223,7 +223,7 @@ def test_core_font_fallback_still_writes_french(monkeypatch) -> None:
         )
         data = letter_pdf.letter_pdf(rendered, practice="Cabinet médical", title="t")
     finally:
-        letter_pdf.find_font.cache_clear()
+        practice_pdf.find_font.cache_clear()
     text = PdfReader(io.BytesIO(data)).pages[0].extract_text()
     assert "Fièvre à 38,5 °C" in text and "consoeur" in text
 

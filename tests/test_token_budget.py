@@ -18,6 +18,7 @@ from models.assistant_usage import AssistantUsage
 from models.audit import AuditEvent
 from models.types import utcnow
 from models.users import User
+from tests.browser import sign_in
 from tests.conftest import PASSWORD
 from tests.practice import PARIS, add_practitioner
 from tests.test_secretary_chat import chat, events
@@ -222,11 +223,7 @@ def test_the_page_keeps_the_text_when_the_budget_is_spent(
     db.commit()
     app.state.assistant.model_override = ScriptedChatModel(script=[])
     page = browser_page
-    page.goto(f"{page.base_url}/secretariat")
-    page.get_by_label("Identifiant").fill("secretaire")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_label("Mot de passe").press("Enter")
-    page.wait_for_url("**/secretariat/c/*")
+    sign_in(page, "/secretariat", "secretaire", PASSWORD, landing="**/secretariat/c/*")
     box = page.get_by_label("Votre demande")
     box.fill("Un rendez-vous pour Mme Durand")
     box.press("Enter")

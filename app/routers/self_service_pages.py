@@ -70,6 +70,19 @@ def _open(request: Request, session: Session, token: str, *, write: bool = False
     )
 
 
+def _open_posted(
+    request: Request, session: Session, token: str, form: FormData
+) -> tuple[self_service.LinkAccess, Actor] | Response:
+    """For a form posted from the appointment page: the link opened for a write and the actor
+    it stands for, or the problem page to answer with (unusable link, stale form)."""
+    access = _open(request, session, token, write=True)
+    if not access.usable or access.link is None:
+        return _problem(request, access.problem or "invalid")
+    if not self_service.csrf_ok(_secret(request), access.link, _link_csrf_of(form)):
+        return _problem(request, "form_expired")
+    return access, _actor(request, access.link.id)
+
+
 def _appointment_page(
     request: Request,
     session: Session,
@@ -111,12 +124,11 @@ def appointment_page(
 
 @router.post("/rdv/{token}/confirmer", summary="The patient confirms they will come")
 def confirm(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    access = _open(request, session, token, write=True)
-    if not access.usable or access.link is None:
-        return _problem(request, access.problem or "invalid")
-    if not self_service.csrf_ok(_secret(request), access.link, _link_csrf_of(form)):
-        return _problem(request, "form_expired")
-    self_service.confirm(session, _actor(request, access.link.id), access)
+    opened = _open_posted(request, session, token, form)
+    if isinstance(opened, Response):
+        return opened
+    access, actor = opened
+    self_service.confirm(session, actor, access)
     return RedirectResponse(f"/rdv/{token}?done=confirmed", status_code=303)
 
 
@@ -130,15 +142,12 @@ def cancel_page(request: Request, session: SessionDep, token: Token) -> Response
 
 @router.post("/rdv/{token}/annuler", summary="The patient cancels (before the cut-off)")
 def cancel(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    access = _open(request, session, token, write=True)
-    if not access.usable or access.link is None:
-        return _problem(request, access.problem or "invalid")
-    if not self_service.csrf_ok(_secret(request), access.link, _link_csrf_of(form)):
-        return _problem(request, "form_expired")
+    opened = _open_posted(request, session, token, form)
+    if isinstance(opened, Response):
+        return opened
+    access, actor = opened
     try:
-        self_service.cancel(
-            session, _actor(request, access.link.id), request.app.state.settings.tz, access
-        )
+        self_service.cancel(session, actor, request.app.state.settings.tz, access)
     except DomainError as exc:
         message = exc.message(page_language(request))
         return _appointment_page(
@@ -151,15 +160,12 @@ def cancel(request: Request, session: SessionDep, token: Token, form: PostedForm
 def questionnaire(
     request: Request, session: SessionDep, token: Token, form: PostedForm
 ) -> Response:
-    access = _open(request, session, token, write=True)
-    if not access.usable or access.link is None:
-        return _problem(request, access.problem or "invalid")
-    if not self_service.csrf_ok(_secret(request), access.link, _link_csrf_of(form)):
-        return _problem(request, "form_expired")
+    opened = _open_posted(request, session, token, form)
+    if isinstance(opened, Response):
+        return opened
+    access, actor = opened
     try:
-        path = self_service.questionnaire_path(
-            session, _actor(request, access.link.id), access, secret=_secret(request)
-        )
+        path = self_service.questionnaire_path(session, actor, access, secret=_secret(request))
     except DomainError as exc:
         message = exc.message(page_language(request))
         return _appointment_page(
@@ -170,15 +176,16 @@ def questionnaire(
 
 @router.post("/rdv/{token}/desinscription", summary="The patient stops messages (RGPD)")
 def opt_out(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    access = _open(request, session, token, write=True)
-    if not access.usable or access.link is None or access.appointment is None:
-        return _problem(request, access.problem or "invalid")
-    if not self_service.csrf_ok(_secret(request), access.link, _link_csrf_of(form)):
-        return _problem(request, "form_expired")
+    opened = _open_posted(request, session, token, form)
+    if isinstance(opened, Response):
+        return opened
+    access, actor = opened
+    if access.appointment is None:  # not reached: a usable link has its appointment
+        return _problem(request, "invalid")
     for channel in Channel:
         notification_consent.record_choice(
             session,
-            _actor(request, access.link.id),
+            actor,
             access.appointment.patient_id,
             channel,
             opted_out=True,

@@ -159,6 +159,12 @@ def add_from_form(
     return RedirectResponse(_list_url("added"), status_code=303)
 
 
+def _refused(request: Request, session: Session, user: User, exc: DomainError) -> Response:
+    """The list again, with why an action on it (accept, decline, withdraw) was refused."""
+    errors = [{"field": "", "message": exc.message(page_language(request))}]
+    return _page(request, session, user, action_errors=errors, status=exc.status_code)
+
+
 @router.post("/offers/{offer_id}/accept", summary="Book the slot offered to a waiting patient")
 def accept(
     request: Request,
@@ -172,8 +178,7 @@ def accept(
             session, user_actor(request, user), settings.tz, offer_id, created_by_id=user.id
         )
     except DomainError as exc:
-        errors = [{"field": "", "message": exc.message(page_language(request))}]
-        return _page(request, session, user, action_errors=errors, status=exc.status_code)
+        return _refused(request, session, user, exc)
     return RedirectResponse(_list_url("booked", appointment=appointment.id), status_code=303)
 
 
@@ -190,8 +195,7 @@ def decline(
             session, user_actor(request, user), settings.tz, offer_id
         )
     except DomainError as exc:
-        errors = [{"field": "", "message": exc.message(page_language(request))}]
-        return _page(request, session, user, action_errors=errors, status=exc.status_code)
+        return _refused(request, session, user, exc)
     return RedirectResponse(_list_url("declined", offer=following and following.id), 303)
 
 
@@ -202,6 +206,5 @@ def withdraw(
     try:
         waiting_list.withdraw(session, user_actor(request, user), entry_id)
     except DomainError as exc:
-        errors = [{"field": "", "message": exc.message(page_language(request))}]
-        return _page(request, session, user, action_errors=errors, status=exc.status_code)
+        return _refused(request, session, user, exc)
     return RedirectResponse(_list_url("withdrawn"), status_code=303)

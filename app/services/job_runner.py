@@ -92,19 +92,8 @@ def run_job(engine: Engine, settings: Settings, job_id: int, *, worker: str) -> 
     token = current_run.set(RunState(job_id, engine))
     try:
         with Session(engine, expire_on_commit=False) as session:
-            context = JobContext(
-                job_id=job_id,
-                kind=job.kind,
-                payload=dict(job.payload),
-                attempt=job.attempts,
-                max_attempts=job.max_attempts,
-                record_type=job.record_type,
-                record_id=job.record_id,
-                session=session,
-                settings=settings,
-            )
             try:
-                registered.run(context)
+                registered.run(_context(job, session, settings))
                 done = _mark_succeeded(session, job)
             except Exception as exc:
                 session.rollback()
@@ -118,6 +107,21 @@ def run_job(engine: Engine, settings: Settings, job_id: int, *, worker: str) -> 
     finally:
         current_run.reset(token)
     return _record_failure(engine, settings, job, error, registered)
+
+
+def _context(job: Job, session: Session, settings: Settings) -> JobContext:
+    """What a handler gets for one attempt at ``job``: its input and the session it writes in."""
+    return JobContext(
+        job_id=job.id or 0,
+        kind=job.kind,
+        payload=dict(job.payload),
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        record_type=job.record_type,
+        record_id=job.record_id,
+        session=session,
+        settings=settings,
+    )
 
 
 def _mark_succeeded(session: Session, job: Job) -> bool:
@@ -212,19 +216,7 @@ def run_now(session: Session, settings: Settings, job: Job) -> Job:
     session.flush()
     token = current_run.set(RunState(job.id or 0, None, session=session))
     try:
-        registered.run(
-            JobContext(
-                job_id=job.id or 0,
-                kind=job.kind,
-                payload=dict(job.payload),
-                attempt=job.attempts,
-                max_attempts=job.max_attempts,
-                record_type=job.record_type,
-                record_id=job.record_id,
-                session=session,
-                settings=settings,
-            )
-        )
+        registered.run(_context(job, session, settings))
     finally:
         current_run.reset(token)
     now = utcnow()

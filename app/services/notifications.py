@@ -219,13 +219,16 @@ def _plan_reminders(
         )
 
 
-# -- events called by the scheduling services ----------------------------------------------
-
-
-def appointment_booked(
-    session: Session, appointment: Appointment, tz: ZoneInfo, *, now: datetime | None = None
+def _plan_notice_and_reminders(
+    session: Session,
+    appointment: Appointment,
+    kind: MessageKind,
+    key_parts: tuple[object, ...],
+    tz: ZoneInfo,
+    now: datetime | None,
 ) -> None:
-    """A new appointment: its confirmation now and its reminders at the configured delays."""
+    """On each channel the patient can be reached on: a message of ``kind`` now (its key made
+    of ``key_parts``), then the appointment's reminders. No patient: nothing."""
     patient = session.get(Patient, appointment.patient_id)
     if patient is None:
         return
@@ -233,14 +236,26 @@ def appointment_booked(
     for channel in _channels(session, patient):
         plan_message(
             session,
-            key=message_key(MessageKind.confirmation, channel, appointment.id),
-            kind=MessageKind.confirmation,
+            key=message_key(kind, channel, *key_parts),
+            kind=kind,
             channel=channel,
             planned_at=_immediate(session, channel, tz, moment),
             patient_id=patient.id,
             appointment_id=appointment.id,
         )
         _plan_reminders(session, appointment, channel, tz, moment)
+
+
+# -- events called by the scheduling services ----------------------------------------------
+
+
+def appointment_booked(
+    session: Session, appointment: Appointment, tz: ZoneInfo, *, now: datetime | None = None
+) -> None:
+    """A new appointment: its confirmation now and its reminders at the configured delays."""
+    _plan_notice_and_reminders(
+        session, appointment, MessageKind.confirmation, (appointment.id,), tz, now
+    )
 
 
 def appointment_moved(
@@ -259,23 +274,8 @@ def appointment_moved(
         appointment_id=appointment.id,
         kinds=(MessageKind.reminder, MessageKind.moved),
     )
-    patient = session.get(Patient, appointment.patient_id)
-    if patient is None:
-        return
-    moment = _now(now)
-    for channel in _channels(session, patient):
-        plan_message(
-            session,
-            key=message_key(
-                MessageKind.moved, channel, appointment.id, start_stamp(appointment.starts_at)
-            ),
-            kind=MessageKind.moved,
-            channel=channel,
-            planned_at=_immediate(session, channel, tz, moment),
-            patient_id=patient.id,
-            appointment_id=appointment.id,
-        )
-        _plan_reminders(session, appointment, channel, tz, moment)
+    key_parts = (appointment.id, start_stamp(appointment.starts_at))
+    _plan_notice_and_reminders(session, appointment, MessageKind.moved, key_parts, tz, now)
 
 
 def appointment_cancelled(

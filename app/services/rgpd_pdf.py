@@ -1,11 +1,10 @@
-"""The RGPD export of one patient as a readable PDF (fpdf2, the letters' embedded font)."""
+"""The RGPD export of one patient as a readable PDF (fpdf2, the letters' embedded font:
+``practice_pdf``)."""
 
 import json
 from typing import Any
 
-from fpdf import FPDF
-
-from app.services.letter_pdf import find_font, latin1
+from app.services.practice_pdf import start_pdf
 
 SKIPPED = {"patient_id", "created_by_id", "updated_at"}
 
@@ -18,29 +17,9 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-class _ExportPDF(FPDF):
-    """A4 pages with the practice's name and page numbers in the footer."""
-
-    practice = ""
-
-    def footer(self) -> None:
-        self.set_y(-15)
-        self.set_font(self.font_family, "", 8)
-        self.set_text_color(110)
-        self.cell(0, 8, f"{self.practice} · {self.page_no()}/{{nb}}", align="C")
-
-
 def export_pdf(data: dict[str, Any], *, practice: str) -> bytes:
     """Every section of the export, one record after the other, as labelled lines."""
-    font = find_font()
-    clean = (lambda s: s) if font.unicode else latin1
-    pdf = _ExportPDF(format="A4")
-    pdf.practice = clean(practice)
-    pdf.set_title(clean("Export RGPD"))
-    pdf.set_creator("Accueil")
-    if font.unicode:
-        pdf.add_font(font.family, "", str(font.regular))
-        pdf.add_font(font.family, "B", str(font.bold))
+    pdf, font, clean = start_pdf(practice=practice, title="Export RGPD")
     pdf.set_margins(18, 16, 18)
     pdf.set_auto_page_break(True, margin=20)
     pdf.add_page()
