@@ -2,7 +2,15 @@
 ``POST /p/<token>/answers`` against a real server process (uvicorn) on loopback, on SQLite and,
 when it answers, on the local PostgreSQL.
 
-Goal (issue 5): ≥ 200 autosaves/s at p99 ≤ 100 ms on the 2-core reference machine.
+Goal (issue 5): ≥ 200 autosaves/s at p99 ≤ 100 ms on the 2-core reference machine. Two
+phases on the same server:
+
+- *paced*: autosaves start on a fixed schedule of 200 per second whatever the answers' pace
+  (an open loop, as patients do not wait for each other); the goal is met when the server
+  keeps that pace and 99 % of the answers come back within 100 ms;
+- *saturation*: 16 patients save as fast as the server answers (a closed loop): the most
+  it sustains. Latency there is mostly queueing (16 requests in flight / throughput), so it
+  is reported without a goal.
 """
 
 import asyncio
@@ -33,6 +41,8 @@ from tests.practice import add_patient, add_practitioner
 PATIENTS = 24
 CONCURRENCY = 16
 DURATION_SECONDS = 20.0
+PACED_RATE = 200.0  # autosaves started per second in the paced phase
+PACED_SECONDS = 15.0
 SECRET = "benchmark-secret"  # noqa: S105 (a throwaway database)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ACTOR = Actor(kind=ActorKind.system, name="benchmark")
@@ -95,7 +105,44 @@ async def _patient(client: httpx.AsyncClient, path: str) -> tuple[dict[str, str]
     return headers, path
 
 
-async def _drive(base: str, paths: list[str]) -> tuple[list[float], int, float]:
+def _body(counter: int) -> dict[str, dict[str, str]]:
+    return {"answers": {"motif": f"Toux depuis {counter % 9 + 1} jours"}}
+
+
+async def _paced(
+    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]]
+) -> tuple[list[float], int, float]:
+    """Start an autosave every 1/PACED_RATE s, never waiting for earlier answers."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def save(k: int, counter: int) -> None:
+        nonlocal errors
+        headers, path = patients[k]
+        started = time.perf_counter()
+        try:
+            response = await clients[k].post(
+                f"{path}/answers", json=_body(counter), headers=headers
+            )
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        latencies.append((time.perf_counter() - started) * 1000)
+        errors += not ok
+
+    total = int(PACED_RATE * PACED_SECONDS)
+    started = time.perf_counter()
+    tasks = []
+    for n in range(total):
+        delay = started + n / PACED_RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(save(n % len(patients), n)))
+    await asyncio.gather(*tasks)
+    return latencies, errors, time.perf_counter() - started
+
+
+async def _drive(base: str, paths: list[str]) -> dict[str, tuple[list[float], int, float]]:
     clients = [httpx.AsyncClient(base_url=base, timeout=10) for _ in paths]
     try:
         patients = [await _patient(c, p) for c, p in zip(clients, paths, strict=True)]
@@ -110,16 +157,19 @@ async def _drive(base: str, paths: list[str]) -> tuple[list[float], int, float]:
                 k = (index + counter) % len(patients)
                 counter += 1
                 headers, path = patients[k]
-                body = {"answers": {"motif": f"Toux depuis {counter % 9 + 1} jours"}}
                 started = time.perf_counter()
-                response = await clients[k].post(f"{path}/answers", json=body, headers=headers)
+                response = await clients[k].post(
+                    f"{path}/answers", json=_body(counter), headers=headers
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code != 200:
                     errors += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
-        return latencies, errors, time.perf_counter() - started
+        saturation = (latencies, errors, time.perf_counter() - started)
+        # Paced second: the server is warm (caches filled, pool open), as in a practice.
+        return {"saturation": saturation, "paced": await _paced(clients, patients)}
     finally:
         for client in clients:
             await client.aclose()
@@ -163,24 +213,40 @@ def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
     paths = _prepare(url)
     server, base = _serve(url, data_dir)
     try:
-        latencies, errors, elapsed = asyncio.run(_drive(base, paths))
+        phases = asyncio.run(_drive(base, paths))
     finally:
         server.terminate()
         server.wait(timeout=20)
+    latencies, errors, elapsed = phases["paced"]
     rate = len(latencies) / elapsed
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    kept = rate >= PACED_RATE * 0.98  # the schedule's own jitter aside
     report.add(
         Measure(
-            f"autosave throughput ({label}, {CONCURRENCY} patients)",
+            f"autosave paced at {PACED_RATE:.0f}/s ({label}): rate kept",
+            rate,
+            "req/s",
+            f"≥ {PACED_RATE:.0f}",
+            kept,
+        )
+    )
+    report.add(Measure(f"autosave paced p50 ({label})", p50, "ms"))
+    report.add(Measure(f"autosave paced p99 ({label})", p99, "ms", "≤ 100 ms", p99 <= 100))
+    report.add(Measure(f"autosave paced errors ({label})", errors, "", "0", errors == 0))
+    latencies, errors, elapsed = phases["saturation"]
+    rate = len(latencies) / elapsed
+    report.add(
+        Measure(
+            f"autosave saturation throughput ({label}, {CONCURRENCY} patients)",
             rate,
             "req/s",
             "≥ 200",
             rate >= 200,
         )
     )
-    report.add(Measure(f"autosave p50 ({label})", p50, "ms"))
-    report.add(Measure(f"autosave p99 ({label})", p99, "ms", "≤ 100 ms", p99 <= 100))
-    report.add(Measure(f"autosave errors ({label})", errors, "", "0", errors == 0))
+    report.add(Measure(f"autosave saturation p50 ({label})", percentile(latencies, 50), "ms"))
+    report.add(Measure(f"autosave saturation p99 ({label})", percentile(latencies, 99), "ms"))
+    report.add(Measure(f"autosave saturation errors ({label})", errors, "", "0", errors == 0))
 
 
 def run(report: Report) -> None:

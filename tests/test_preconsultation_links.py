@@ -12,7 +12,7 @@ from models.appointments import Appointment, AppointmentStatus
 from models.audit import ActorKind, AuditEvent
 from models.questionnaires import PreConsultation, PreConsultationStatus
 from tests.practice import ACTOR
-from tests.preconsultation import SECRET, autosave, book, send, verify
+from tests.preconsultation import SECRET, autosave, book, link_csrf, send, session_csrf, verify
 
 HTML = {"accept": "text/html"}
 
@@ -154,6 +154,44 @@ def test_every_access_by_the_link_is_audited(client: TestClient, db: Session) ->
     answer = next(e for e in events if e.action == "preconsultation.answer")
     assert answer.details == {"questions": ["motif"]}  # which questions, never the answers
     assert "Toux" not in str([e.details for e in events])
+
+
+def test_an_autosave_is_audited_once_and_a_refused_one_as_a_denial(
+    client: TestClient, db: Session
+) -> None:
+    booked = book(db)
+    sent = send(db, booked.appointment_id)
+    verify(client, sent.path)
+    page = client.get(f"{sent.path}/etape/1", headers={"accept": "text/html"})
+    headers = {
+        "accept": "application/json",
+        "x-link-csrf": link_csrf(page.text),
+        "x-csrf-token": session_csrf(page.text),
+    }
+
+    def link_events() -> list[AuditEvent]:
+        db.expire_all()
+        query = select(AuditEvent).where(AuditEvent.actor_kind == ActorKind.patient_link)
+        return list(db.exec(query.order_by(AuditEvent.id)).all())
+
+    before = len(link_events())
+    saved = client.post(
+        f"{sent.path}/answers", json={"answers": {"motif": "Toux"}}, headers=headers
+    )
+    assert saved.status_code == 200, saved.text
+    [event] = link_events()[before:]
+    assert (event.action, event.patient_id) == ("preconsultation.answer", booked.patient_id)
+
+    forged = {**headers, "x-link-csrf": "forged"}
+    refused = client.post(f"{sent.path}/answers", json={"answers": {"motif": "X"}}, headers=forged)
+    assert refused.status_code == 403
+    [denial] = link_events()[before + 1 :]
+    assert denial.action == "preconsultation.link_denied"
+    assert (denial.outcome, denial.details) == ("denied", {"problem": "csrf"})
+    assert denial.patient_id == booked.patient_id
+    row = db.exec(select(PreConsultation)).one()
+    db.refresh(row)
+    assert row.answers == {"motif": "Toux"}  # the refused save changed nothing
 
 
 def test_staff_send_the_link_from_the_appointment_page(logged_in, db: Session) -> None:

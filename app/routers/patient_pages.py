@@ -47,8 +47,17 @@ def _secret(request: Request) -> str:
     return request.app.state.settings.resolved_secret_key()
 
 
-def _open(request: Request, session: Session, token: str, *, write: bool = False):
-    return pc.open_link(session, _actor(request), token, secret=_secret(request), for_update=write)
+def _open(
+    request: Request, session: Session, token: str, *, write: bool = False, audit_open: bool = True
+):
+    return pc.open_link(
+        session,
+        _actor(request),
+        token,
+        secret=_secret(request),
+        for_update=write,
+        audit_open=audit_open,
+    )
 
 
 def _verified(request: Request, p: PreConsultation) -> bool:
@@ -240,14 +249,17 @@ def autosave(
     # Reads first, writes at commit: the database's write lock is held for the commit only.
     with session.no_autoflush:
         language = page_language(request)
-        access = _open(request, session, token, write=True)
+        # Audited once: by the save's own event, or as a refusal.
+        access = _open(request, session, token, write=True, audit_open=False)
         if access.usable is None:
             problem = access.problem or "invalid"
             return _refusal(language, f"pc.problem.{problem}.text", problem)
         p = access.usable
         if not _verified(request, p):
+            pc.record_refusal(session, _actor(request, p), p, "identity")
             return _refusal(language, "speech.identity", "identity")
         if not _csrf_ok(request, p, request.headers.get(LINK_CSRF_HEADER)):
+            pc.record_refusal(session, _actor(request, p), p, "csrf")
             return _refusal(language, "pc.problem.form_expired.text", "csrf")
         answers = body.get("answers") if isinstance(body, dict) else None
         if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:

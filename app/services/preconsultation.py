@@ -302,8 +302,11 @@ def open_link(
     secret: str,
     now: datetime | None = None,
     for_update: bool = False,
+    audit_open: bool = True,
 ) -> LinkAccess:
-    """Check a token and audit the access; never raises, so a denial is committed too."""
+    """Check a token and audit the access; never raises, so a denial is committed too.
+    ``audit_open=False`` leaves a granted access to the caller's own event (an autosave is
+    audited once, as ``preconsultation.answer``); denials are always audited here."""
     moment = _now(now)
     p = None
     if len(token) <= 128 and signature_ok(secret, token):
@@ -328,6 +331,8 @@ def open_link(
                 p.status = PreConsultationStatus.expired
                 p.updated_at = moment
                 session.add(p)
+    if problem is None and not audit_open:
+        return LinkAccess(p, None)
     audit.record(
         session,
         actor,
@@ -339,6 +344,21 @@ def open_link(
         details={"problem": problem} if problem else None,
     )
     return LinkAccess(p, problem)
+
+
+def record_refusal(session: Session, actor: audit.Actor, p: PreConsultation, problem: str) -> None:
+    """Audit a request the link itself allowed but the browser's state did not (identity
+    not confirmed, expired form token)."""
+    audit.record(
+        session,
+        actor,
+        "preconsultation.link_denied",
+        record_type="preconsultation",
+        record_id=p.id,
+        patient_id=_appointment_patient_id(session, p),
+        outcome="denied",
+        details={"problem": problem},
+    )
 
 
 def _parse_birth_date(text: str) -> date | None:
