@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.deps import SessionDep, client_address, public
+from app.deps import SessionDep, client_address, public, run_in_session
 from app.i18n import translate
 from app.routers import speech as speech_http
 from app.routers.page_forms import PostedForm, page_language
@@ -240,12 +240,18 @@ def _refusal(language: str, message_key: str, problem: str) -> JSONResponse:
 
 
 @router.post("/{token}/answers", summary="Autosave changed answers (JSON)")
-def autosave(
-    request: Request,
-    session: SessionDep,
-    token: Token,
-    body: Annotated[Any, Depends(json_body)],
+async def autosave(
+    request: Request, token: Token, body: Annotated[Any, Depends(json_body)]
 ) -> Response:
+    """The form sends one per change, so the whole save makes a single worker-thread hop
+    (session opened, used and committed there, before the answer leaves) instead of three
+    (session dependency in, route, session dependency out)."""
+    return await run_in_threadpool(
+        run_in_session, request, lambda session: _autosave(request, session, token, body)
+    )
+
+
+def _autosave(request: Request, session: Session, token: str, body: Any) -> Response:
     # Reads first, writes at commit: the database's write lock is held for the commit only.
     with session.no_autoflush:
         language = page_language(request)

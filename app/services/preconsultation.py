@@ -246,8 +246,21 @@ def revoke_preconsultation(
     return count
 
 
+def _appointment(session: Session, p: PreConsultation) -> Appointment | None:
+    """The link's appointment, held for the session's life: the identity map keeps objects
+    only while something references them, and one autosave asks for it three times (one
+    query instead of three)."""
+    held: dict[int, Appointment] = session.info.setdefault("pc_appointments", {})
+    appointment = held.get(p.appointment_id)
+    if appointment is None or appointment not in session:
+        appointment = session.get(Appointment, p.appointment_id)
+        if appointment is not None:
+            held[p.appointment_id] = appointment
+    return appointment
+
+
 def _appointment_patient_id(session: Session, p: PreConsultation) -> int | None:
-    appointment = session.get(Appointment, p.appointment_id)
+    appointment = _appointment(session, p)
     return appointment.patient_id if appointment else None
 
 
@@ -322,7 +335,7 @@ def open_link(
     elif p.failed_identity_checks >= MAX_IDENTITY_ATTEMPTS:
         problem = LinkProblem.locked
     else:
-        appointment = session.get(Appointment, p.appointment_id)
+        appointment = _appointment(session, p)
         if appointment is None or appointment.status == AppointmentStatus.cancelled:
             problem = LinkProblem.revoked
         elif p.status == PreConsultationStatus.expired or p.expires_at <= moment:
@@ -383,7 +396,7 @@ def verify_identity(
     now: datetime | None = None,
 ) -> bool:
     """Compare the birth date typed by the patient; the fifth failure locks the link."""
-    appointment = session.get(Appointment, p.appointment_id)
+    appointment = _appointment(session, p)
     if appointment is None:
         return False
     patient = _patient(session, appointment)
@@ -423,7 +436,7 @@ def questionnaire_for(session: Session, p: PreConsultation, language: str) -> Qu
 
 
 def _flags(session: Session, p: PreConsultation, form: questionnaires.Form) -> list:
-    appointment = session.get(Appointment, p.appointment_id)
+    appointment = _appointment(session, p)
     patient = session.get(Patient, appointment.patient_id) if appointment else None
     context = {
         **questionnaires.enabled_answers(form, p.answers),
@@ -552,7 +565,7 @@ def submit(
             "Please answer the required questions.",
             missing=missing,
         )
-    appointment = session.get(Appointment, p.appointment_id)
+    appointment = _appointment(session, p)
     patient_id = appointment.patient_id if appointment else None
     original = session.get(Questionnaire, p.questionnaire_id) or row
     p.response = questionnaires.build_response(
