@@ -1,10 +1,12 @@
 """Typed FastAPI dependencies: database session, current user, role guards, CSRF, actor."""
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from app.services.audit import Actor
@@ -33,20 +35,43 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_db(request: Request) -> Iterator[Session]:
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed when the route returns without error.
 
     The dependency has the "function" scope: the commit happens before the response is
     sent, so a client that follows a redirect reads what was just written, and a commit
     that fails becomes an error response instead of a success whose data is lost.
+
+    The session is created on the event loop (no I/O: it connects on first use, in the
+    route's worker thread); only the commit goes to a worker thread. A sync dependency
+    would cost a thread hop to open and another to close, on every request.
     """
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
+        yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_rollback_and_close, session)
+        raise
+    with anyio.CancelScope(shield=True):  # a client gone mid-commit changes nothing
+        await run_in_threadpool(_commit_and_close, session)
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
