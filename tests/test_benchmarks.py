@@ -59,3 +59,26 @@ def test_mixed_load_makes_every_kind_of_request_and_reports_them() -> None:
     assert goals["errors"].goal == "0" and goals["errors"].met is True
     assert goals["non-LLM p99"].goal == "≤ 200 ms" and goals["non-LLM p99"].met is not None
     assert goals["non-LLM throughput"].value > 0
+
+
+def test_autosave_benchmark_paces_then_saturates_and_reports_both(monkeypatch, tmp_path) -> None:
+    from benchmarks import autosave
+
+    for name, value in {
+        "PATIENTS": 3,
+        "CONCURRENCY": 2,
+        "DURATION_SECONDS": 1.0,
+        "PACED_RATE": 20.0,
+        "PACED_SECONDS": 1.0,
+    }.items():
+        monkeypatch.setattr(autosave, name, value)
+    report = Report("test")
+    autosave._measure(report, "SQLite", f"sqlite:///{tmp_path / 'bench.db'}", tmp_path)
+
+    measures = {m.name: m for m in report.measures}
+    paced = measures["autosave paced at 20/s (SQLite): rate kept"]
+    assert paced.goal == "≥ 20" and 0 < paced.value <= 21  # never faster than the schedule
+    assert measures["autosave paced errors (SQLite)"].value == 0
+    assert measures["autosave paced p99 (SQLite)"].goal == "≤ 100 ms"
+    assert measures["autosave saturation throughput (SQLite, 2 patients)"].value > 0
+    assert measures["autosave saturation errors (SQLite)"].value == 0
