@@ -4,6 +4,7 @@ keyboard, and finds the appointment booked — in a real browser, with a scripte
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from agents.scripted_model import ScriptedChatModel, say
@@ -29,6 +30,8 @@ def test_secretary_confirms_a_booking_proposed_by_the_assistant(
     page = browser_page
     sign_in(page, "/secretariat", "secretaire", PASSWORD, landing="**/secretariat/c/*")
 
+    budget_before = page.locator("#chat-budget").inner_text()
+    assert "1 000 000 jetons restants" in budget_before
     box = page.get_by_label("Votre demande")
     box.press_sequentially("Un rendez-vous lundi pour Mme Durand")
     box.press("Enter")  # Enter sends, Shift+Enter would add a line
@@ -45,6 +48,9 @@ def test_secretary_confirms_a_booking_proposed_by_the_assistant(
 
     answer = page.locator(".msg-assistant p", has_text="C'est réservé")
     answer.wait_for()
+    # The budget line counts the turns without a reload.
+    expect(page.locator("#chat-budget")).not_to_have_text(budget_before)
+    assert "jetons restants" in page.locator("#chat-budget").inner_text()
     assert "book_appointment" in page.locator(".sources").last.inner_text()
     db.expire_all()
     [appointment] = db.exec(select(Appointment)).all()

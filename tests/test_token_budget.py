@@ -104,7 +104,7 @@ def test_each_turn_is_stored_for_its_user(app, logged_in, staff, db: Session) ->
     assert first.model and first.occurred_at > utcnow() - timedelta(minutes=1)
 
     events(client.post(f"{url}/messages", json={"message": "Annule"}))
-    events(client.post(f"{url}/decisions", json={"decisions": [{"type": "reject"}]}))
+    decided = events(client.post(f"{url}/decisions", json={"decisions": [{"type": "reject"}]}))
     _, proposal, decision = rows(db, "secretaire")
     assert (proposal.input_tokens, proposal.output_tokens, proposal.estimated) == (2600, 40, False)
     assert (decision.input_tokens, decision.output_tokens) == (2700, 5)  # decisions count too
@@ -120,6 +120,11 @@ def test_each_turn_is_stored_for_its_user(app, logged_in, staff, db: Session) ->
     page = client.get(f"/secretariat/c/{conversation}")
     remaining = f"{budget['remaining']:,}".replace(",", " ")
     assert f"{remaining} jetons restants" in page.text
+    # The turn's last event carries the same line, counted after the turn: the page
+    # updates it without a reload.
+    assert decided[-1]["type"] == "done"
+    assert decided[-1]["budget"]["spent"] is False
+    assert f"{remaining} jetons restants" in decided[-1]["budget"]["text"]
     assert rows(db, "medecin") == []  # another user's allowance is untouched
 
 

@@ -13,6 +13,8 @@ from sqlmodel import Session
 from agents.usage import TokenMeter
 from app.assistant import CLOSING_EVENTS, Assistant, ConfirmationPending, TurnInProgress
 from app.deps import PatientStaffUser, SessionDep, user_actor
+from app.i18n import translate
+from app.routers.page_forms import page_language
 from app.services import audit, conversations, token_budget
 from app.services.action_preview import describe
 from app.services.errors import Conflict
@@ -64,6 +66,19 @@ def _check_budget(request: Request, session: Session, user: User) -> None:
 def _budget(request: Request, session: Session, user: User) -> token_budget.Budget:
     per_day = request.app.state.settings.assistant_tokens_per_day
     return token_budget.budget(session, user, per_day=per_day)
+
+
+def budget_line(language: str, budget: token_budget.Budget) -> str:
+    """The sentence under the chat box: tokens left today, or that the budget is spent."""
+    if budget.spent:
+        return translate(language, "chat.budget_spent")
+    sep = " " if language == "fr" else ","
+    return translate(
+        language,
+        "chat.budget",
+        remaining=f"{budget.remaining:,}".replace(",", sep),
+        limit=f"{budget.limit:,}".replace(",", sep),
+    )
 
 
 def _stream(events: AsyncIterator[Any]) -> StreamingResponse:
@@ -132,13 +147,18 @@ async def _turn(
         with anyio.CancelScope(shield=True):
             await in_thread(record_usage)
 
-    def touch() -> None:
+    def touch() -> token_budget.Budget:
         with Session(request.app.state.engine) as session:
             conversation = conversations.owned(session, user, conversation_id)
             conversations.touch(session, conversation, first_message=message, model=label)
             session.commit()
+            return _budget(request, session, user)
 
-    await in_thread(touch)
+    budget = await in_thread(touch)
+    language = page_language(request)
+    for event in closing:  # the page updates the budget line from the last event
+        if event.type in ("done", "error"):
+            event.data["budget"] = {"text": budget_line(language, budget), "spent": budget.spent}
     for event in closing:
         yield event
 
@@ -185,6 +205,7 @@ async def chat_page(
             "cards": cards,
             "model": choice,
             "budget": budget,
+            "budget_line": budget_line(page_language(request), budget),
         },
     )
 

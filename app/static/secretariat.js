@@ -16,6 +16,7 @@
   var confirmBox = document.getElementById("chat-confirm");
   var errorBox = document.getElementById("chat-error");
   var retryButton = document.getElementById("chat-retry");
+  var budgetLine = document.getElementById("chat-budget");
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   var i18nNode = document.getElementById("chat-i18n");
   var t = i18nNode ? JSON.parse(i18nNode.textContent) : {};
@@ -109,11 +110,20 @@
     }).finally(function () { setBusy(false); });
   }
 
+  /* The budget line under the box, as the server counted it at the end of the turn. */
+  function showBudget(budget) {
+    if (!budgetLine) { return; }
+    budgetLine.textContent = budget.text;
+    if (budget.spent) { budgetLine.setAttribute("role", "alert"); }
+    else { budgetLine.removeAttribute("role"); }
+  }
+
   /* Runs one turn: tokens fill the answer bubble, tools show compactly, a proposal shows cards. */
   function runTurn(url, body, typed) {
     var answer = null;
     var failed = false;
     return stream(url, body, function (event) {
+      if (event.budget) { showBudget(event.budget); }
       if (event.type === "token") {
         if (!answer) { answer = addMessage("assistant", ""); }
         answer.textContent += event.text;
