@@ -270,7 +270,16 @@ def mcp_serve(
 
 
 @mcp_cli.command("client-create")
-def mcp_client_create(name: str) -> None:
+def mcp_client_create(
+    name: str,
+    area: Annotated[
+        list[str] | None,
+        typer.Option(help="Domaine ouvert (répéter l'option) ; tous par défaut"),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Outils de lecture seulement")
+    ] = False,
+) -> None:
     """Create an MCP client and print its bearer token (shown once)."""
     from app.services.audit import Actor
     from app.services.errors import DomainError
@@ -278,7 +287,9 @@ def mcp_client_create(name: str) -> None:
 
     try:
         with _session() as session:
-            client, token = create_client(session, Actor.system("cli"), name)
+            client, token = create_client(
+                session, Actor.system("cli"), name, areas=area or None, can_write=not read_only
+            )
     except DomainError as exc:
         typer.echo(exc.fr, err=True)
         raise typer.Exit(1) from exc

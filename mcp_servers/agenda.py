@@ -99,7 +99,7 @@ def _offer_note(offer) -> str:
 
 def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
     """Build the agenda server over the given database and settings."""
-    mcp = new_server("agenda", INSTRUCTIONS)
+    mcp = new_server("agenda", INSTRUCTIONS, runtime)
     tz = runtime.settings.tz
 
     @mcp.tool(structured_output=False)

@@ -25,7 +25,7 @@ class PassageOut(BaseModel):
 
 def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
     """Build the knowledge server over the given database and settings."""
-    mcp = new_server("knowledge", INSTRUCTIONS)
+    mcp = new_server("knowledge", INSTRUCTIONS, runtime)
 
     @mcp.tool(structured_output=False)
     def search_practice_knowledge(

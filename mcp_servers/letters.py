@@ -33,7 +33,7 @@ class LetterOut(BaseModel):
 
 def create_letters_server(runtime: ToolRuntime) -> FastMCP:
     """Build the letters server over the given database and settings."""
-    mcp = new_server("letters", INSTRUCTIONS)
+    mcp = new_server("letters", INSTRUCTIONS, runtime)
 
     @mcp.tool(structured_output=False)
     def list_letter_templates(ctx: Context | None = None) -> list[TemplateOut]:

@@ -13,6 +13,7 @@ from mcp_servers.letters import create_letters_server
 from mcp_servers.questionnaires import create_questionnaires_server
 from mcp_servers.runtime import BearerTokenGuard, ToolRuntime
 from models.audit import ActorKind
+from models.mcp_clients import MCP_AREAS
 
 SERVERS = {
     "agenda": create_agenda_server,
@@ -20,6 +21,9 @@ SERVERS = {
     "letters": create_letters_server,
     "questionnaires": create_questionnaires_server,
 }
+# A client's areas are validated against MCP_AREAS, the names mounted here.
+if tuple(SERVERS) != MCP_AREAS:
+    raise RuntimeError("models.mcp_clients.MCP_AREAS must name the served areas, in order")
 
 
 def mount_mcp_servers(app: FastAPI) -> dict[str, FastMCP]:

@@ -63,7 +63,7 @@ class SummaryOut(BaseModel):
 
 def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
     """Build the questionnaires server over the given database and settings."""
-    mcp = new_server("questionnaires", INSTRUCTIONS)
+    mcp = new_server("questionnaires", INSTRUCTIONS, runtime)
     tz = runtime.settings.tz
 
     @mcp.tool(structured_output=False)

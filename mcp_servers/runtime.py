@@ -1,10 +1,13 @@
 """What every MCP server shares: who is calling, a database session per tool call, the audit
-event of each call, errors as short tool messages, and bearer-token protection over HTTP."""
+event of each call, errors as short tool messages, and bearer-token protection over HTTP (each
+client's token opens only its areas, and only the read tools when it is read-only)."""
 
 import functools
 import inspect
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -13,6 +16,7 @@ import anyio
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -20,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agents.policy import READ_TOOLS
 from app.errors import field_errors
 from app.services import audit
 from app.services.errors import DomainError
@@ -30,8 +35,59 @@ from models.audit import ActorKind
 log = logging.getLogger("accueil.mcp")
 T = TypeVar("T")
 STATE_KEY = "mcp_client_actor"
+SCOPE_KEY = "mcp_client_scope"
 APP_VERSION = "0.1.0"
-VERIFIED_FOR = 5.0  # seconds a verified bearer token is trusted without a database read
+# Seconds a verified bearer token (and its scope) is trusted without a database read. A
+# revocation or a scope change made in this process clears every guard's cache at once
+# (``forget_verified_tokens``); one made in another process (the CLI, another worker) takes
+# effect there within this delay.
+VERIFIED_FOR = 5.0
+
+
+@dataclass(frozen=True)
+class ClientScope:
+    """What an authenticated MCP client may do: the areas it may open, whether it may write."""
+
+    areas: frozenset[str]
+    can_write: bool
+
+    def allows_tool(self, tool: str) -> bool:
+        """Read-only clients may call known read tools only (deny by default)."""
+        return self.can_write or tool in READ_TOOLS
+
+
+def read_only_message(tool: str) -> str:
+    return (
+        f"Ce client MCP est en lecture seule : l'outil « {tool} » modifie des données et lui "
+        f"est refusé. / This MCP client is read-only: the '{tool}' tool changes data and is "
+        "refused."
+    )
+
+
+def area_message(area: str) -> str:
+    return (
+        f"Ce client MCP n'a pas accès au domaine « {area} ». / This MCP client has no access "
+        f"to the '{area}' area."
+    )
+
+
+def http_request(ctx: Context | None) -> Request | None:
+    """The HTTP request behind a tool call, or None (in-memory sessions, stdio)."""
+    if ctx is None:
+        return None
+    try:
+        request = ctx.request_context.request
+    except ValueError:
+        return None
+    return request if isinstance(request, Request) else None
+
+
+def client_scope(ctx: Context | None) -> ClientScope | None:
+    """The scope the HTTP guard granted the caller; None off HTTP (our own agents, whose tools
+    the agent policy limits, and stdio)."""
+    request = http_request(ctx)
+    scope = request.scope.get("state", {}).get(SCOPE_KEY) if request is not None else None
+    return scope if isinstance(scope, ClientScope) else None
 
 
 @dataclass
@@ -44,13 +100,8 @@ class ToolRuntime:
 
     def caller(self, ctx: Context | None) -> audit.Actor:
         """The MCP client authenticated by the HTTP layer, else the server's own actor."""
-        request = None
-        if ctx is not None:
-            try:
-                request = ctx.request_context.request
-            except ValueError:
-                request = None
-        if isinstance(request, Request):
+        request = http_request(ctx)
+        if request is not None:
             actor = request.scope.get("state", {}).get(STATE_KEY)
             if isinstance(actor, audit.Actor):
                 return actor
@@ -95,6 +146,20 @@ class ToolRuntime:
             )
             session.commit()
 
+    def audit_refused_tool(self, actor: audit.Actor, tool: str, reason: str) -> None:
+        """A tool call the caller's scope forbids, refused before the tool runs."""
+        with Session(self.engine) as session:
+            audit.record(
+                session,
+                actor,
+                "mcp.denied",
+                record_type="mcp_tool",
+                record_id=tool,
+                outcome="denied",
+                details={"reason": reason},
+            )
+            session.commit()
+
 
 def validation_message(exc: ValidationError) -> str:
     """Pydantic errors as one short French sentence a model can act on. The field is the
@@ -120,15 +185,35 @@ def in_worker_thread(fn: Callable[..., T]) -> Callable[..., Any]:
 
 
 class PracticeMCP(FastMCP):
-    """FastMCP whose blocking tools run in worker threads and whose tool errors reach the
-    client as the bare, actionable French message."""
+    """FastMCP whose blocking tools run in worker threads, whose tool errors reach the
+    client as the bare, actionable French message, and which lists and runs for an HTTP
+    client only the tools its scope allows."""
+
+    def __init__(self, runtime: ToolRuntime, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.runtime = runtime
 
     def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if not inspect.iscoroutinefunction(fn):
             fn = in_worker_thread(fn)
         super().add_tool(fn, *args, **kwargs)
 
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        scope = client_scope(self.get_context())
+        if scope is None:
+            return tools
+        return [tool for tool in tools if scope.allows_tool(tool.name)]
+
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        ctx = self.get_context()
+        scope = client_scope(ctx)
+        if scope is not None and not scope.allows_tool(name):
+            # Refused in code before the arguments are read: the tool never runs.
+            actor = self.runtime.caller(ctx)
+            refused = functools.partial(self.runtime.audit_refused_tool, actor, name, "read_only")
+            await anyio.to_thread.run_sync(refused)
+            raise ToolError(read_only_message(name))
         try:
             return await super().call_tool(name, arguments)
         except ToolError as exc:
@@ -174,9 +259,10 @@ def slim_tools(mcp: FastMCP) -> FastMCP:
     return mcp
 
 
-def new_server(name: str, instructions: str) -> FastMCP:
+def new_server(name: str, instructions: str, runtime: ToolRuntime) -> FastMCP:
     """A FastMCP server served at the root of its mount, stateless over HTTP."""
     server = PracticeMCP(
+        runtime,
         name=name,
         instructions=instructions,
         streamable_http_path="/",
@@ -191,8 +277,40 @@ def new_server(name: str, instructions: str) -> FastMCP:
     return server
 
 
+@dataclass(frozen=True)
+class VerifiedClient:
+    """An MCP client whose token was checked against the database, and its scope."""
+
+    actor: audit.Actor
+    scope: ClientScope
+
+
+class _Guards:
+    """Every guard of this process, to drop their cached verifications at once. A verification
+    that read the database before a drop is not cached after it (``epoch`` moved on)."""
+
+    def __init__(self) -> None:
+        self.guards: weakref.WeakSet[BearerTokenGuard] = weakref.WeakSet()
+        self.epoch = 0
+        self.lock = threading.Lock()
+
+
+_GUARDS = _Guards()
+
+
+def forget_verified_tokens() -> None:
+    """Make every guard of this process check its next token against the database: call it
+    once a revocation or a scope change is committed."""
+    with _GUARDS.lock:
+        _GUARDS.epoch += 1
+        guards = list(_GUARDS.guards)
+    for guard in guards:
+        guard._verified.clear()
+
+
 class BearerTokenGuard:
-    """ASGI wrapper: only MCP clients with a valid, unrevoked bearer token get through."""
+    """ASGI wrapper: only MCP clients with a valid, unrevoked bearer token get through, and
+    only into the areas their scope holds."""
 
     requires_bearer_token = True  # read by app.route_table: this mount is guarded
 
@@ -200,7 +318,9 @@ class BearerTokenGuard:
         self.app = app
         self.engine = engine
         self.server = server
-        self._verified: dict[str, tuple[audit.Actor, float]] = {}
+        self._verified: dict[str, tuple[VerifiedClient, float]] = {}
+        with _GUARDS.lock:
+            _GUARDS.guards.add(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,10 +330,10 @@ class BearerTokenGuard:
         auth = headers.get(b"authorization", b"").decode("latin-1")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         address = scope["client"][0] if scope.get("client") else None
-        actor = self._recently_verified(token, address)
-        if actor is None:
-            actor = await anyio.to_thread.run_sync(self._authenticate, token, address)
-        if actor is None:
+        client = self._recently_verified(token, address)
+        if client is None:
+            client = await anyio.to_thread.run_sync(self._authenticate, token, address)
+        if client is None:
             response = JSONResponse(
                 {"error": "Jeton MCP manquant ou invalide. / Missing or invalid MCP token."},
                 status_code=401,
@@ -221,19 +341,34 @@ class BearerTokenGuard:
             )
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = actor
+        if self.server not in client.scope.areas:
+            await anyio.to_thread.run_sync(self._audit_area_denied, client.actor)
+            response = JSONResponse(
+                {"error": area_message(self.server)},
+                status_code=403,
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="accueil-mcp", error="insufficient_scope"'
+                },
+            )
+            await response(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state[STATE_KEY] = client.actor
+        state[SCOPE_KEY] = client.scope
         await self.app(scope, receive, send)
 
-    def _recently_verified(self, token: str, address: str | None) -> audit.Actor | None:
-        """A token checked against the database less than VERIFIED_FOR ago (revocation
-        therefore takes effect within that delay)."""
+    def _recently_verified(self, token: str, address: str | None) -> VerifiedClient | None:
+        """A token checked against the database less than VERIFIED_FOR ago (a revocation or a
+        scope change made elsewhere therefore takes effect within that delay)."""
         cached = self._verified.get(token) if token else None
         if cached is None or cached[1] < time.monotonic():
             return None
-        return replace(cached[0], address=address)
+        client = cached[0]
+        return replace(client, actor=replace(client.actor, address=address))
 
-    def _authenticate(self, token: str, address: str | None) -> audit.Actor | None:
-        """The calling client as an audit actor, or None (and a ``mcp.denied`` event)."""
+    def _authenticate(self, token: str, address: str | None) -> VerifiedClient | None:
+        """The calling client and its scope, or None (and a ``mcp.denied`` event)."""
+        epoch = _GUARDS.epoch
         with Session(self.engine, expire_on_commit=False) as session:
             client = authenticate_token(session, token) if token else None
             if client is None:
@@ -244,15 +379,35 @@ class BearerTokenGuard:
                     record_type="mcp_server",
                     record_id=self.server,
                     outcome="denied",
+                    details={"reason": "invalid_token" if token else "missing_token"},
                 )
             if client is None or session.dirty:  # the denial, or a new last_used_at
                 session.commit()
             if client is None:
                 return None
-            actor = audit.Actor(
-                kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
+            verified = VerifiedClient(
+                actor=audit.Actor(
+                    kind=ActorKind.mcp_client, id=str(client.id), name=client.name, address=address
+                ),
+                scope=ClientScope(areas=frozenset(client.areas), can_write=client.can_write),
             )
-        if len(self._verified) > 1000:
-            self._verified.clear()
-        self._verified[token] = (actor, time.monotonic() + VERIFIED_FOR)
-        return actor
+        with _GUARDS.lock:
+            if epoch == _GUARDS.epoch:  # not forgotten meanwhile
+                if len(self._verified) > 1000:
+                    self._verified.clear()
+                self._verified[token] = (verified, time.monotonic() + VERIFIED_FOR)
+        return verified
+
+    def _audit_area_denied(self, actor: audit.Actor) -> None:
+        """A valid token used on an area its client does not hold (the token is never logged)."""
+        with Session(self.engine) as session:
+            audit.record(
+                session,
+                actor,
+                "mcp.denied",
+                record_type="mcp_server",
+                record_id=self.server,
+                outcome="denied",
+                details={"reason": "area_not_allowed"},
+            )
+            session.commit()

@@ -125,3 +125,32 @@ def test_demo_agenda_respects_working_hours_and_never_overlaps(
         items.sort(key=lambda a: a.starts_at)
         for first, second in itertools.pairwise(items):
             assert first.ends_at <= second.starts_at
+
+
+def test_mcp_client_create_with_areas_and_read_only(
+    tmp_path, monkeypatch, empty_database_url: str
+) -> None:
+    from sqlmodel import Session, select
+
+    from models.db import make_engine
+    from models.mcp_clients import McpClient
+
+    for key, value in _env(tmp_path, empty_database_url).items():
+        monkeypatch.setenv(key, value)
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    made = runner.invoke(
+        cli, ["mcp", "client-create", "Lecteur", "--area", "knowledge", "--read-only"]
+    )
+    assert made.exit_code == 0, made.output
+    assert "Jeton (affiché une seule fois)" in made.output
+    full = runner.invoke(cli, ["mcp", "client-create", "Complet"])
+    assert full.exit_code == 0, full.output
+    wrong = runner.invoke(cli, ["mcp", "client-create", "Faux", "--area", "compta"])
+    assert wrong.exit_code == 1
+    engine = make_engine(empty_database_url)
+    with Session(engine) as session:
+        clients = {c.name: c for c in session.exec(select(McpClient)).all()}
+    engine.dispose()
+    assert set(clients) == {"Lecteur", "Complet"}
+    assert (clients["Lecteur"].areas, clients["Lecteur"].can_write) == (["knowledge"], False)
+    assert clients["Complet"].can_write and len(clients["Complet"].areas) == 4

@@ -15,27 +15,21 @@ from langchain_core.messages import ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import Tool
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from agents.policy import READ_TOOLS, TOOLS_BY_ROLE, WRITE_TOOLS, allowed_tools
 from agents.scripted_model import ScriptedChatModel, call, say
 from agents.secretary import build_secretary_agent, load_tools, open_sessions
 from app.main import create_app
 from app.route_table import route_table
-from app.services.audit import Actor
 from app.services.mcp_clients import create_client, revoke_client
 from app.settings import Settings
 from mcp_servers.local import LocalServers
 from mcp_servers.runtime import VERIFIED_FOR, BearerTokenGuard
-from models.appointments import Appointment, WaitingListEntry
-from models.audit import AuditEvent
-from models.patients import Patient
 from models.users import Role
 from prompts import RenderedPrompt, load_prompt
+from tests.mcp_helpers import ADMIN, counts, events, post, rpc_call, spy_tool_calls
 from tests.practice import add_patient, add_practitioner
-
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-ADMIN = Actor.system("test")
 
 
 def _served() -> tuple[dict[str, list[Tool]], dict[str, Any]]:
@@ -92,43 +86,7 @@ def tokens(db: Session) -> dict[str, str]:
 @pytest.fixture
 def reached(app, monkeypatch) -> list[tuple[str, str]]:
     """(area, tool) of every call that got past the HTTP layer into a server's tools."""
-    calls: list[tuple[str, str]] = []
-    for area, server in app.state.mcp_servers.items():
-        manager = server._tool_manager
-        original = manager.call_tool
-
-        async def spy(name, arguments, *args, _area=area, _original=original, **kwargs):
-            calls.append((_area, name))
-            return await _original(name, arguments, *args, **kwargs)
-
-        monkeypatch.setattr(manager, "call_tool", spy)
-    return calls
-
-
-def rpc_call(tool: str, arguments: dict | None = None) -> dict:
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments or {}},
-    }
-
-
-def post(client: TestClient, area: str, body: dict, authorization: str | None = None):
-    headers = dict(MCP_HEADERS)
-    if authorization is not None:
-        headers["authorization"] = authorization
-    return client.post(f"/mcp/{area}/", json=body, headers=headers)
-
-
-def events(db: Session, action: str) -> list[AuditEvent]:
-    db.expire_all()
-    return list(db.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
-
-
-def counts(db: Session) -> tuple[int, int, int]:
-    db.expire_all()
-    return tuple(len(db.exec(select(m)).all()) for m in (Patient, Appointment, WaitingListEntry))  # type: ignore[return-value]
+    return spy_tool_calls(app, monkeypatch)
 
 
 # -- the HTTP endpoints ------------------------------------------------------------------------

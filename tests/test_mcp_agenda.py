@@ -17,6 +17,7 @@ from mcp_servers.agenda import create_agenda_server
 from mcp_servers.runtime import ToolRuntime
 from models.appointments import Appointment, AppointmentStatus, WaitingListEntry
 from models.audit import ActorKind, AuditEvent
+from tests.mcp_helpers import payload
 from tests.practice import PARIS, add_patient, add_practitioner
 
 pytestmark = pytest.mark.anyio
@@ -55,15 +56,6 @@ def server(engine, settings):
 def next_monday() -> date:
     today = datetime.now(PARIS).date()
     return today + timedelta(days=7 - today.weekday())
-
-
-def payload(result) -> object:
-    assert not result.isError, result.content[0].text
-    return (
-        json.loads(result.content[0].text)
-        if len(result.content) == 1
-        else [json.loads(c.text) for c in result.content]
-    )
 
 
 async def test_tool_list_is_the_contract_and_stays_small(server) -> None:

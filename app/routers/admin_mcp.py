@@ -1,4 +1,5 @@
-"""Administration of the MCP clients allowed to call the practice tools over HTTP."""
+"""Administration of the MCP clients allowed to call the practice tools over HTTP: their
+tokens, the areas each may open and whether it may use the tools that change data."""
 
 from typing import Annotated
 
@@ -11,8 +12,18 @@ from app.services import mcp_clients
 from app.services.errors import DomainError
 from app.templating import render
 from mcp_servers.mount import SERVERS
+from mcp_servers.runtime import forget_verified_tokens
 
 router = APIRouter(prefix="/admin/mcp", tags=["admin"])
+
+# The forms send an empty ``areas`` value beside the checkboxes, so that a form with no box
+# checked says "no area" instead of looking like a request that names none (every area).
+AreasForm = Annotated[list[str] | None, Form()]
+ReadOnlyForm = Annotated[bool, Form()]
+
+
+def _chosen(areas: list[str] | None) -> list[str] | None:
+    return None if areas is None else [area for area in areas if area]
 
 
 def _page(
@@ -30,6 +41,7 @@ def _page(
         "admin/mcp.html",
         {
             "clients": mcp_clients.list_clients(session),
+            "areas": list(SERVERS),
             "endpoints": [f"{base}/mcp/{name}/" for name in SERVERS],
             "token": token,
             "created": created,
@@ -50,19 +62,60 @@ def create(
     user: AdminUser,
     session: SessionDep,
     name: Annotated[str, Form(max_length=64)],
+    areas: AreasForm = None,
+    read_only: ReadOnlyForm = False,
 ) -> Response:
     try:
         client, token = mcp_clients.create_client(
-            session, user_actor(request, user), name, created_by_id=user.id
+            session,
+            user_actor(request, user),
+            name,
+            areas=_chosen(areas),
+            can_write=not read_only,
+            created_by_id=user.id,
         )
     except DomainError as exc:
+        session.rollback()
         return _page(
             request, session, error=exc.message(request_language(request)), status=exc.status_code
         )
     return _page(request, session, token=token, created=client.name)
 
 
+@router.post(
+    "/clients/{client_id}/scope",
+    response_class=HTMLResponse,
+    summary="Change the areas and access of an MCP client",
+)
+def update_scope(
+    request: Request,
+    user: AdminUser,
+    session: SessionDep,
+    client_id: int,
+    areas: AreasForm = None,
+    read_only: ReadOnlyForm = False,
+) -> Response:
+    try:
+        mcp_clients.update_client_scope(
+            session,
+            user_actor(request, user),
+            client_id,
+            areas=_chosen(areas) or [],  # here no area at all is a mistake, never "all"
+            can_write=not read_only,
+        )
+    except DomainError as exc:
+        session.rollback()
+        return _page(
+            request, session, error=exc.message(request_language(request)), status=exc.status_code
+        )
+    session.commit()
+    forget_verified_tokens()  # the new scope applies to the next call in this process
+    return RedirectResponse("/admin/mcp", status_code=303)
+
+
 @router.post("/clients/{client_id}/revoke", summary="Revoke an MCP client")
 def revoke(request: Request, user: AdminUser, session: SessionDep, client_id: int) -> Response:
     mcp_clients.revoke_client(session, user_actor(request, user), client_id)
+    session.commit()
+    forget_verified_tokens()  # refused at once here; other processes within VERIFIED_FOR
     return RedirectResponse("/admin/mcp", status_code=303)
