@@ -10,7 +10,7 @@ from typing import Literal
 import httpx
 from langchain_core.language_models import BaseChatModel
 
-from app.settings import Settings
+from app.config.settings import Settings
 
 Provider = Literal["ollama", "embedded", "openai"]
 PROBE_TTL_SECONDS = 30.0

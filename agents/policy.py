@@ -31,7 +31,7 @@ WRITE_TOOLS = frozenset(
 # Summaries are medical content: only physicians read them through the assistant.
 _PHYSICIAN_ONLY = frozenset({"get_preconsultation_summary"})
 # draft_letter names its templates itself: the secretary's agent does without the listing
-# tool, which keeps her prompt and tools within budget (tests/test_secretary_agent.py).
+# tool, which keeps her prompt and tools within budget (tests/assistant/test_secretary_agent.py).
 _OVER_SECRETARY_BUDGET = frozenset({"list_letter_templates"})
 
 TOOLS_BY_ROLE: dict[Role, frozenset[str]] = {

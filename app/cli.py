@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.settings import get_settings
+from app.config.settings import get_settings
 
 cli = typer.Typer(help="Accueil — assistant local du cabinet médical.", no_args_is_help=True)
 db_cli = typer.Typer(help="Base de données (migrations).", no_args_is_help=True)
@@ -104,8 +104,8 @@ def user_create(
     practitioner_id: Annotated[int | None, typer.Option(help="Praticien lié (médecin)")] = None,
 ) -> None:
     """Create a staff account."""
-    from app.services.errors import DomainError
-    from app.services.users import create_user
+    from app.services.core.errors import DomainError
+    from app.services.identity.users import create_user
     from models.users import Role
 
     if role not in {r.value for r in Role}:
@@ -139,9 +139,9 @@ def user_set_password(
     """Set a new password (prints a random one when none is given)."""
     from sqlmodel import select
 
-    from app.services.audit import Actor
-    from app.services.errors import DomainError
-    from app.services.users import set_password
+    from app.services.core.audit import Actor
+    from app.services.core.errors import DomainError
+    from app.services.identity.users import set_password
     from models.users import User
 
     password = password or secrets.token_urlsafe(12)
@@ -165,14 +165,14 @@ def demo_seed(
 ) -> None:
     """Fill an empty database with a realistic demo practice and import the sample practice
     handbook into the knowledge base (does nothing twice)."""
-    from app.services.demo import seed_demo, seed_knowledge
+    from app.services.operations.demo import seed_demo, seed_knowledge
 
     with _session() as session:
         result = seed_demo(session, get_settings(), patients=patients, seed=seed)
     with _session() as session:
         knowledge_note = seed_knowledge(session, get_settings())
     with _session() as session:
-        from app.services.questionnaires import import_bundled
+        from app.services.preconsultation.questionnaires import import_bundled
 
         imported = sum(created for _, created in import_bundled(session))
     typer.echo(f"Questionnaires de pré-consultation : {imported} importé(s).")
@@ -197,8 +197,8 @@ def questionnaires_import(
     ] = None,
 ) -> None:
     """Import questionnaires (validated FHIR R4 JSON); a version already present is skipped."""
-    from app.services.errors import DomainError
-    from app.services.questionnaires import import_bundled, import_files
+    from app.services.core.errors import DomainError
+    from app.services.preconsultation.questionnaires import import_bundled, import_files
 
     try:
         with _session() as session:
@@ -219,8 +219,8 @@ def questionnaires_export(
     """Print the active version of a questionnaire as FHIR R4 JSON."""
     import json
 
-    from app.services.errors import DomainError
-    from app.services.questionnaires import export_resource, pick
+    from app.services.core.errors import DomainError
+    from app.services.preconsultation.questionnaires import export_resource, pick
 
     try:
         with _session() as session:
@@ -243,7 +243,7 @@ def mcp_serve(
 
     import uvicorn
 
-    from app.services.audit import Actor
+    from app.services.core.audit import Actor
     from mcp_servers.mount import SERVERS
     from mcp_servers.runtime import BearerTokenGuard, ToolRuntime
     from models.audit import ActorKind
@@ -281,9 +281,9 @@ def mcp_client_create(
     ] = False,
 ) -> None:
     """Create an MCP client and print its bearer token (shown once)."""
-    from app.services.audit import Actor
-    from app.services.errors import DomainError
-    from app.services.mcp_clients import create_client
+    from app.services.core.audit import Actor
+    from app.services.core.errors import DomainError
+    from app.services.identity.mcp_clients import create_client
 
     try:
         with _session() as session:
@@ -302,8 +302,8 @@ def mcp_client_revoke(name: str) -> None:
     """Revoke an MCP client's token."""
     from sqlmodel import select
 
-    from app.services.audit import Actor
-    from app.services.mcp_clients import revoke_client
+    from app.services.core.audit import Actor
+    from app.services.identity.mcp_clients import revoke_client
     from models.mcp_clients import McpClient
 
     with _session() as session:
@@ -327,7 +327,7 @@ def eval_knowledge(
     out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
 ) -> None:
     """Measure recall@k and MRR of the knowledge search (configured embedding model)."""
-    from app.services.errors import DomainError
+    from app.services.core.errors import DomainError
     from evals import knowledge as knowledge_eval
 
     try:
@@ -402,8 +402,8 @@ def backup(
 ) -> None:
     """Back up the database, the vector store, the knowledge files, the conversations, the
     job queue and the secret key into one tar.gz archive (safe while the app runs)."""
-    from app.services.backup import create_backup
-    from app.services.errors import DomainError
+    from app.services.core.errors import DomainError
+    from app.services.operations.backup import create_backup
 
     try:
         report = create_backup(get_settings(), output)
@@ -428,8 +428,8 @@ def restore(
     force: Annotated[bool, typer.Option(help="Remplacer un dossier ou une base non vide")] = False,
 ) -> None:
     """Restore a backup into an empty data directory and database (hashes checked first)."""
-    from app.services.backup import restore as restore_backup
-    from app.services.errors import DomainError
+    from app.services.core.errors import DomainError
+    from app.services.operations.backup import restore as restore_backup
 
     settings = get_settings()
     if data_dir is not None:

@@ -15,44 +15,38 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.assistant import Assistant
-from app.deps import check_path_and_query, verify_csrf
-from app.errors import install_error_handlers
+from app.config.settings import Settings, get_settings
 from app.jobs.queue import configure as configure_jobs
 from app.jobs.worker import in_process_worker
-from app.openapi_schema import document_real_responses
-from app.route_table import ensure_routes_guarded
-from app.routers import (
-    admin,
-    admin_feedback,
-    admin_jobs,
-    admin_knowledge,
-    admin_mcp,
-    admin_rgpd,
-    agenda_pages,
-    auth,
-    calendar_feed,
-    home,
-    knowledge_pages,
-    letter_files,
-    notification_pages,
-    patient_pages,
-    patients,
-    physician_pages,
-    practice_pages,
-    practice_settings_pages,
-    preconsultation_pages,
-    secretariat,
-    self_service_pages,
-    speech,
-    system,
-    waiting_list_pages,
-)
-from app.settings import Settings, get_settings
+from app.services.assistant.runtime import Assistant
+from app.web import auth
+from app.web.admin import audit as admin
+from app.web.admin import feedback as admin_feedback
+from app.web.admin import jobs as admin_jobs
+from app.web.admin import knowledge as admin_knowledge
+from app.web.admin import mcp as admin_mcp
+from app.web.admin import practice_settings as practice_settings_pages
+from app.web.admin import practitioners as practice_pages
+from app.web.admin import rgpd as admin_rgpd
+from app.web.api import speech, system
+from app.web.deps import check_path_and_query, verify_csrf
+from app.web.errors import install_error_handlers
+from app.web.links import calendar_feed
+from app.web.links import patient_form as patient_pages
+from app.web.links import self_service as self_service_pages
+from app.web.openapi_schema import document_real_responses
+from app.web.route_table import ensure_routes_guarded
+from app.web.staff import agenda as agenda_pages
+from app.web.staff import home, letter_files, patients, secretariat
+from app.web.staff import knowledge as knowledge_pages
+from app.web.staff import notifications as notification_pages
+from app.web.staff import physician as physician_pages
+from app.web.staff import preconsultation as preconsultation_pages
+from app.web.staff import waiting_list as waiting_list_pages
 from mcp_servers.mount import mount_mcp_servers, run_mcp_servers
 from models.db import make_engine
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 SESSION_COOKIE = "accueil_session"
 access_log = logging.getLogger("accueil.access")
 

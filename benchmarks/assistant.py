@@ -18,14 +18,14 @@ from sqlmodel import Session
 from agents.policy import allowed_tools
 from agents.scripted_model import ScriptedChatModel, call, say
 from agents.secretary import mcp_tools
+from app.config.settings import Settings
 from app.main import create_app
-from app.services.users import create_user
-from app.settings import Settings
+from app.services.identity.users import create_user
 from benchmarks.report import Measure, Report, latencies_ms, percentile
 from models.db import make_engine
 from models.migrate import upgrade
 from models.users import Role, User
-from tests.practice import add_patient, add_practitioner
+from tests.support.practice import add_patient, add_practitioner
 
 PASSWORD = "benchmark-password-1"  # noqa: S105 (a throwaway database)
 

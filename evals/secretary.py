@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.settings import Settings
+from app.config.settings import Settings
 from evals.secretary_models import model_source
 from evals.secretary_runner import RunRecord, run_scenario
 from evals.secretary_scenarios import Scenario, load_scenarios

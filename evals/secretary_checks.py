@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from agents.policy import needs_confirmation
-from app.services.patients import fold
-from app.services.slots import NOON
+from app.services.patients.records import fold
+from app.services.scheduling.slots import NOON
 from evals.secretary_names import patient_matches
 from evals.secretary_practice import LIVE, References, Snapshot, UnknownReference, snapshot
 from evals.secretary_scenarios import (

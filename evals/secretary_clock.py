@@ -14,7 +14,11 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 # The modules whose notion of "now" the agenda tools depend on.
-PATCHED = ("app.services.slots", "app.services.agenda", "app.services.waiting_list")
+PATCHED = (
+    "app.services.scheduling.slots",
+    "app.services.scheduling.agenda",
+    "app.services.scheduling.waiting_list",
+)
 
 
 def frozen_datetime(now: datetime) -> type[datetime]:

@@ -12,7 +12,7 @@ from agents.models import (
     make_chat_model,
     ollama_serves,
 )
-from app.settings import Settings
+from app.config.settings import Settings
 from evals.secretary_practice import References
 from evals.secretary_scenarios import Scenario
 from evals.secretary_script import scripted_model

@@ -4,7 +4,7 @@ practitioners ("Dr Claire Martin", "Dr Martin"), matched without accents or case
 import re
 from datetime import date
 
-from app.services.patients import fold
+from app.services.patients.records import fold
 
 TITLES = frozenset({"dr", "docteur", "pr", "professeur"})
 BIRTH_DATE = re.compile(r"\s*(\d{4}-\d{2}-\d{2})\s*$")

@@ -9,10 +9,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app.services import agenda, knowledge, patients, practice_setup, waiting_list
-from app.services.audit import Actor
-from app.services.errors import DomainError
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core.audit import Actor
+from app.services.core.errors import DomainError
+from app.services.knowledge import library as knowledge
+from app.services.patients import records as patients
+from app.services.scheduling import agenda, practice_setup, waiting_list
 from evals.secretary_names import patient_matches, practitioner_matches, split_practitioner_name
 from evals.secretary_scenarios import WEEKDAYS, AppointmentSpec, Practice, ScenarioError
 from models.appointments import Appointment, PartOfDay, WaitingListEntry

@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from agents.scripted_model import ScriptedChatModel
 from agents.turns import TurnEvent, tool_summary
-from app.assistant import Assistant, ConfirmationPending, TurnInProgress
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.assistant.runtime import Assistant, ConfirmationPending, TurnInProgress
 from evals.secretary_checks import CallRecord, check_calls, check_reply, check_state
 from evals.secretary_clock import practice_clock
 from evals.secretary_models import ModelSource, PlayedModel

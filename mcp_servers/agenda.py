@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services import agenda, agenda_changes, patients, slots, waiting_list
-from app.services.errors import InvalidInput
+from app.services.core.errors import InvalidInput
+from app.services.flows import agenda_changes
+from app.services.patients import records as patients
+from app.services.scheduling import agenda, slots, waiting_list
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 from models.appointments import AppointmentSource, PartOfDay
 from models.patients import PatientCreate, Sex

@@ -5,8 +5,8 @@ from typing import Annotated
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services import knowledge
-from app.services.errors import NotFound
+from app.services.core.errors import NotFound
+from app.services.knowledge import library as knowledge
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services import audit, documents, letter_templates, letters
+from app.services.core import audit
+from app.services.documents import generated as documents
+from app.services.documents import letter_templates, letters
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (

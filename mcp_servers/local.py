@@ -7,8 +7,8 @@ from collections import OrderedDict
 from mcp.server.fastmcp import FastMCP
 from sqlalchemy.engine import Engine
 
-from app.services.audit import Actor
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core.audit import Actor
 from mcp_servers.mount import SERVERS
 from mcp_servers.runtime import ToolRuntime
 from models.audit import ActorKind

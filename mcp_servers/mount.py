@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from mcp.server.fastmcp import FastMCP
 
-from app.services.audit import Actor
+from app.services.core.audit import Actor
 from mcp_servers.agenda import create_agenda_server
 from mcp_servers.knowledge import create_knowledge_server
 from mcp_servers.letters import create_letters_server

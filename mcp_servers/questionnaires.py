@@ -7,8 +7,10 @@ from typing import Annotated
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services import audit, preconsultation, questionnaires, summaries
-from app.services.errors import NotFound
+from app.services.core import audit
+from app.services.core.errors import NotFound
+from app.services.preconsultation import links as preconsultation
+from app.services.preconsultation import questionnaires, summaries
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (

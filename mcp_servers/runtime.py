@@ -25,11 +25,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agents.policy import READ_TOOLS
-from app.errors import field_errors
-from app.services import audit
-from app.services.errors import DomainError
-from app.services.mcp_clients import authenticate_token
-from app.settings import Settings
+from app.config.settings import Settings
+from app.services.core import audit
+from app.services.core.errors import DomainError
+from app.services.identity.mcp_clients import authenticate_token
+from app.web.errors import field_errors
 from models.audit import ActorKind
 
 log = logging.getLogger("accueil.mcp")
@@ -312,7 +312,7 @@ class BearerTokenGuard:
     """ASGI wrapper: only MCP clients with a valid, unrevoked bearer token get through, and
     only into the areas their scope holds."""
 
-    requires_bearer_token = True  # read by app.route_table: this mount is guarded
+    requires_bearer_token = True  # read by app.web.route_table: this mount is guarded
 
     def __init__(self, app: ASGIApp, engine: Engine, server: str) -> None:
         self.app = app

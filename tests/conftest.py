@@ -13,16 +13,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
+from app.config.settings import Settings
 from app.main import create_app
-from app.services.users import create_user
-from app.settings import Settings
+from app.services.identity.users import create_user
 from models.db import make_engine
 from models.migrate import upgrade
 from models.users import Role
-from tests import network_guard
-from tests.browser import browser_page, live_server  # noqa: F401  (fixtures)
-from tests.jobs_helpers import job_queue  # noqa: F401  (fixture)
-from tests.notification_helpers import smtp_server  # noqa: F401  (fixture)
+from tests.support import network_guard
+from tests.support.browser import browser_page, live_server  # noqa: F401  (fixtures)
+from tests.support.jobs_helpers import job_queue  # noqa: F401  (fixture)
+from tests.support.notification_helpers import smtp_server  # noqa: F401  (fixture)
 
 PG_URL = os.environ.get("ACCUEIL_TEST_DATABASE_URL", "")
 PASSWORD = "correct-horse-battery"

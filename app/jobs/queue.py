@@ -11,8 +11,8 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.exceptions import RetryTask
 from sqlalchemy.engine import Engine
 
-from app.services import job_runner
-from app.settings import Settings, get_settings
+from app.config.settings import Settings, get_settings
+from app.jobs import runner as job_runner
 from models.db import make_engine
 from models.types import utcnow
 
@@ -83,7 +83,7 @@ class JobQueue:
         @huey.periodic_task(crontab(hour="3", minute="17"), name="purge_conversations")
         def purge_conversations() -> None:
             """Delete the assistant conversations older than the retention period."""
-            from app.services.conversation_memory import purge_expired
+            from app.services.assistant.memory import purge_expired
 
             purge_expired(queue.engine, queue.settings)
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from app.config.settings import Settings
+from app.jobs import runner as job_runner
+from app.jobs import store as jobs
 from app.jobs.queue import JobQueue
-from app.services import job_runner, jobs
-from app.settings import Settings
 from models.jobs import Job, JobStatus
 from models.types import utcnow
 

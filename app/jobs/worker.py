@@ -12,9 +12,9 @@ from datetime import datetime
 import anyio.to_thread
 from huey.consumer import Consumer
 
-from app.jobs.handlers import load_handlers
 from app.jobs.queue import JobQueue
 from app.jobs.recovery import live_workers, recover
+from app.services.flows.job_handlers import load_handlers
 from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")

@@ -1,0 +1,1 @@
+"""Foundations every layer may use: the settings. Imports nothing of the app."""

@@ -1,0 +1,1 @@
+"""The secretary assistant: conversations, memory, budget, action previews, turns."""

@@ -1,0 +1,1 @@
+"""The small core every domain uses: domain errors, the audit trail, link tokens."""

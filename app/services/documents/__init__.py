@@ -1,0 +1,1 @@
+"""Generated documents: storage, physician review, letters, PDF, feedback."""

@@ -1,0 +1,1 @@
+"""Steps that span domains, and the job handlers that run them in the background."""

@@ -1,0 +1,144 @@
+"""Staff accounts: creation, passwords (argon2) and authentication with a failure limit."""
+
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session, select
+
+from app.services.core import audit
+from app.services.core.errors import Conflict, InvalidInput, TooManyAttempts
+from models.audit import ActorKind
+from models.types import utcnow
+from models.users import Role, User
+
+MIN_PASSWORD_LENGTH = 10
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash("accueil-timing-equaliser")
+
+
+class InvalidCredentials(InvalidInput):
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__("Identifiant ou mot de passe incorrect.", "Wrong username or password.")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"Le mot de passe doit compter au moins {MIN_PASSWORD_LENGTH} caractères.",
+            f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.",
+        )
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    full_name: str,
+    role: Role,
+    password: str,
+    practitioner_id: int | None = None,
+    actor: audit.Actor | None = None,
+) -> User:
+    """Create a staff account; usernames are unique and case-insensitive."""
+    username = username.strip().lower()
+    if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput(
+            "Identifiant invalide (lettres, chiffres, point, tiret).",
+            "Invalid username (letters, digits, dot, dash).",
+        )
+    _check_password_strength(password)
+    if session.exec(select(User).where(User.username == username)).first():
+        raise Conflict(
+            f"L'identifiant « {username} » existe déjà.", f"'{username}' already exists."
+        )
+    user = User(
+        username=username,
+        full_name=full_name.strip() or username,
+        role=Role(role),
+        password_hash=hash_password(password),
+        practitioner_id=practitioner_id,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor or audit.Actor.system("cli"),
+        "user.create",
+        record_type="user",
+        record_id=user.id,
+        details={"role": str(role)},
+    )
+    return user
+
+
+def set_password(session: Session, user: User, password: str, actor: audit.Actor) -> None:
+    _check_password_strength(password)
+    user.password_hash = hash_password(password)
+    session.add(user)
+    audit.record(session, actor, "user.set_password", record_type="user", record_id=user.id)
+
+
+def authenticate(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    address: str | None,
+    max_failures: int,
+    window: timedelta,
+) -> User:
+    """Check a login. Too many recent failures for the name or the address lock it out."""
+    username = username.strip().lower()
+    since = utcnow() - window
+    failures_for_name = audit.count_recent(session, "auth.login_failed", since, actor_name=username)
+    failures_from_address = (
+        audit.count_recent(session, "auth.login_failed", since, address=address) if address else 0
+    )
+    if failures_for_name >= max_failures or failures_from_address >= max_failures * 4:
+        audit.record(
+            session,
+            audit.Actor(kind=ActorKind.anonymous, name=username, address=address),
+            "auth.login_blocked",
+            outcome="denied",
+        )
+        session.commit()  # the refusal is kept even though the caller's request fails
+        minutes = int(window.total_seconds() // 60)
+        raise TooManyAttempts(
+            f"Trop de tentatives. Réessayez dans {minutes} minutes.",
+            f"Too many attempts. Try again in {minutes} minutes.",
+        )
+    user = session.exec(select(User).where(User.username == username)).first()
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = user is not None and user.is_active
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        audit.record(
+            session,
+            audit.Actor(kind=ActorKind.anonymous, name=username, address=address),
+            "auth.login_failed",
+            outcome="denied",
+        )
+        session.commit()  # the failure must count towards the limit
+        raise InvalidCredentials()
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    session.add(user)
+    audit.record(
+        session,
+        audit.Actor(kind=ActorKind.user, id=str(user.id), name=user.username, address=address),
+        "auth.login",
+        record_type="user",
+        record_id=user.id,
+    )
+    return user

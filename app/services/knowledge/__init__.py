@@ -1,0 +1,1 @@
+"""Practice knowledge: parsing, chunking, embeddings, the vector index, search."""

@@ -1,0 +1,1 @@
+"""Patient notifications: outbox, planning, templates, consent, mail and SMS."""

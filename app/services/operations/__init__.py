@@ -1,0 +1,1 @@
+"""Running the box: backup and restore, health, the demo practice."""

@@ -1,0 +1,1 @@
+"""Patient records: search and registration with look-alike detection."""

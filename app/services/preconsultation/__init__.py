@@ -1,0 +1,1 @@
+"""Pre-consultation: questionnaires, patient links, red-flag rules, summaries."""

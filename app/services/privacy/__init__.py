@@ -1,0 +1,1 @@
+"""RGPD: a patient's data export and erasure."""

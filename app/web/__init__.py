@@ -1,0 +1,1 @@
+"""The web layer: FastAPI routes grouped by audience, pages, dependencies, errors."""

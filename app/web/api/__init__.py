@@ -1,0 +1,1 @@
+"""JSON API routes that are not tied to one page."""

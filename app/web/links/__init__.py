@@ -1,0 +1,1 @@
+"""Pages opened from a signed link: patients' forms and self-service, calendar feeds."""

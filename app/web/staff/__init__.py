@@ -1,0 +1,1 @@
+"""Pages and JSON routes for the practice staff (secretaries, physicians)."""

@@ -1,0 +1,440 @@
+"""Agenda pages: day and week views, the booking form, and one appointment's page."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+
+from app.services.core.errors import DomainError
+from app.services.flows import agenda_changes
+from app.services.preconsultation.links import staff_view
+from app.services.scheduling.agenda import (
+    LIVE_STATUSES,
+    AppointmentView,
+    SlotTaken,
+    book_appointment,
+    get_appointment,
+    list_appointments,
+    set_attendance,
+)
+from app.services.scheduling.practice_setup import list_visit_types
+from app.services.scheduling.slots import Slot, SlotQuery, active_practitioners, find_slots
+from app.web.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
+from app.web.forms import (
+    FormCheck,
+    PostedForm,
+    local_iso,
+    page_language,
+    parse_local,
+    patient_choices,
+    values_of,
+)
+from app.web.staff.waiting_list import offer_patient
+from app.web.templating import render
+from models.appointments import AppointmentStatus
+from models.practice import Practitioner
+from models.users import User
+
+router = APIRouter(prefix="/agenda", tags=["pages"])
+
+BOOK_FIELDS = (
+    "patient_id",
+    "practitioner",
+    "date",
+    "time",
+    "start",
+    "reason",
+    "visit_type",
+    "duration",
+    "q",
+)
+MOVE_FIELDS = ("date", "time", "start", "practitioner")
+NOTICES = frozenset({"moved", "cancelled", "attendance"})
+SUGGESTION_DAYS = 14
+SUGGESTIONS = 6
+
+
+@dataclass(frozen=True)
+class AgendaRow:
+    """One line of a day: an appointment or a free slot."""
+
+    starts_at: datetime
+    ends_at: datetime
+    item: AppointmentView | None = None
+    slot: Slot | None = None
+
+
+@dataclass(frozen=True)
+class AgendaColumn:
+    """One practitioner's day: appointments and free slots in time order."""
+
+    practitioner: Practitioner
+    day: date
+    rows: list[AgendaRow]
+
+
+def _day_span(day: date, days: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=days), time.min, tzinfo=tz)
+
+
+def _column(
+    session: Session,
+    tz: ZoneInfo,
+    practitioner: Practitioner,
+    day: date,
+    views: list[AppointmentView],
+) -> AgendaColumn:
+    start, end = _day_span(day, 1, tz)
+    slots = find_slots(
+        session,
+        tz,
+        SlotQuery(start=start, end=end, practitioner_id=practitioner.id, limit=100),
+    )
+    rows = [
+        AgendaRow(v.appointment.starts_at, v.appointment.ends_at, item=v)
+        for v in views
+        if v.practitioner.id == practitioner.id and start <= v.appointment.starts_at < end
+    ]
+    rows += [AgendaRow(s.starts_at, s.ends_at, slot=s) for s in slots]
+    rows.sort(key=lambda row: (row.starts_at, row.slot is not None))
+    return AgendaColumn(practitioner, day, rows)
+
+
+def _agenda_url(**params: Any) -> str:
+    kept = {k: v for k, v in params.items() if v not in (None, "", False)}
+    return "/agenda" + ("?" + urlencode(kept) if kept else "")
+
+
+def _week_practitioner(user: User, practitioners: list[Practitioner]) -> int | None:
+    ids = [p.id for p in practitioners]
+    if user.practitioner_id in ids:
+        return user.practitioner_id
+    return ids[0] if ids else None
+
+
+@router.get("", response_class=HTMLResponse, summary="Agenda page: one day or one week")
+def agenda_page(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    practitioner: Annotated[str, Query(max_length=12)] = "",
+    day: Annotated[str, Query(alias="date", max_length=10)] = "",
+    view: Literal["day", "week"] = "day",
+    cancelled: Annotated[str, Query(max_length=1)] = "",
+    booked: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    tz = settings.tz
+    check = FormCheck(page_language(request), {"practitioner": practitioner, "date": day})
+    chosen_id = check.integer("practitioner")
+    today = datetime.now(tz).date()
+    shown_day = (check.day("date") if day else None) or today
+    practitioners = active_practitioners(session)
+    if chosen_id is not None:
+        active_practitioners(session, chosen_id)  # an unknown practitioner is a clear 404
+    elif view == "week":
+        chosen_id = _week_practitioner(user, practitioners)
+    week = [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
+    days = week if view == "week" else [shown_day]
+    shown = [p for p in practitioners if chosen_id in (None, p.id)]
+    start, end = _day_span(days[0], len(days), tz)
+    views = (
+        list_appointments(
+            session,
+            user_actor(request, user),
+            start=start,
+            end=end,
+            practitioner_id=chosen_id,
+            include_cancelled=cancelled == "1",
+        )
+        if shown
+        else []
+    )
+    step = timedelta(days=len(days))
+    base = {"practitioner": chosen_id, "view": view, "cancelled": cancelled == "1" and "1"}
+
+    def link(**changes: Any) -> str:
+        params = {**base, "date": shown_day.isoformat(), **changes}
+        if isinstance(params["date"], date):
+            params["date"] = params["date"].isoformat()
+        return _agenda_url(**params)
+
+    return render(
+        request,
+        "agenda/index.html",
+        {
+            "view": view,
+            "shown_day": shown_day,
+            "today": today,
+            "week": week,
+            "columns": [_column(session, tz, p, d, views) for d in days for p in shown],
+            "practitioners": practitioners,
+            "chosen_id": chosen_id,
+            "show_cancelled": cancelled == "1",
+            "booked": booked,
+            "errors": check.errors,
+            "link": link,
+            "previous_day": shown_day - step,
+            "next_day": shown_day + step,
+        },
+    )
+
+
+def _book_form(
+    request: Request,
+    session: Session,
+    user: User,
+    values: dict[str, str],
+    errors: list[dict[str, str]],
+    status: int = 200,
+    alternatives: list[Slot] | None = None,
+) -> Response:
+    patient_id = values.get("patient_id", "")
+    patients = patient_choices(
+        session,
+        user_actor(request, user),
+        values.get("q", ""),
+        int(patient_id)
+        if patient_id.isascii() and patient_id.isdigit() and len(patient_id) < 10
+        else None,
+    )
+    return render(
+        request,
+        "agenda/new.html",
+        {
+            "values": values,
+            "errors": errors,
+            "patients": patients,
+            "practitioners": active_practitioners(session),
+            "visit_types": list_visit_types(session, active_only=True),
+            "alternatives": alternatives or [],
+        },
+        status_code=status,
+    )
+
+
+@router.get("/new", response_class=HTMLResponse, summary="New appointment form")
+def new_page(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    practitioner: Annotated[str, Query(max_length=12)] = "",
+    start: Annotated[str, Query(max_length=32)] = "",
+    q: Annotated[str, Query(max_length=100)] = "",
+    patient: Annotated[str, Query(max_length=12)] = "",
+) -> Response:
+    values = {"practitioner": practitioner, "q": q, "patient_id": patient}
+    moment = parse_local(start, settings.tz) if start else None
+    if moment is not None:
+        values["date"], values["time"] = local_iso(moment, settings.tz).split("T")
+    return _book_form(request, session, user, values, [])
+
+
+@router.post("/appointments", summary="Book an appointment from the form")
+def book_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: PostedForm,
+) -> Response:
+    tz = settings.tz
+    check = FormCheck(page_language(request), values_of(form, BOOK_FIELDS))
+    patient_id = check.integer("patient_id", required=True, missing="agenda.error.patient")
+    practitioner_id = check.integer("practitioner", required=True)
+    starts_at = check.local_start(tz)
+    duration = check.integer("duration")
+    values = check.values
+    if check.errors or patient_id is None or practitioner_id is None or starts_at is None:
+        return _book_form(request, session, user, values, check.errors, 422)
+    try:
+        appointment = book_appointment(
+            session,
+            user_actor(request, user),
+            tz,
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            starts_at=starts_at,
+            duration_minutes=duration,
+            visit_type=values.get("visit_type"),
+            reason=values.get("reason", ""),
+            created_by_id=user.id,
+        )
+    except SlotTaken as exc:
+        errors = check.domain_error(exc)
+        return _book_form(request, session, user, values, errors, 409, exc.alternatives)
+    except DomainError as exc:
+        errors = check.domain_error(exc)
+        return _book_form(request, session, user, values, errors, exc.status_code)
+    target = _agenda_url(
+        practitioner=practitioner_id,
+        date=appointment.starts_at.astimezone(tz).date().isoformat(),
+        booked=appointment.id,
+    )
+    return RedirectResponse(target, status_code=303)
+
+
+def _detail(
+    request: Request,
+    session: Session,
+    user: User,
+    appointment_id: int,
+    *,
+    notice: str = "",
+    offer_id: int | None = None,
+    errors: list[dict[str, str]] | None = None,
+    move_values: dict[str, str] | None = None,
+    alternatives: list[Slot] | None = None,
+    status: int = 200,
+) -> Response:
+    tz = request.app.state.settings.tz
+    actor = user_actor(request, user)
+    view = get_appointment(session, actor, appointment_id)
+    appointment = view.appointment
+    live = appointment.status in LIVE_STATUSES
+    now = datetime.now(UTC)
+    minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
+    if alternatives is None and live:
+        alternatives = find_slots(
+            session,
+            tz,
+            SlotQuery(
+                start=now,
+                end=now + timedelta(days=SUGGESTION_DAYS),
+                practitioner_id=appointment.practitioner_id,
+                duration_minutes=minutes,
+                limit=SUGGESTIONS,
+            ),
+        )
+    start = local_iso(appointment.starts_at, tz).split("T")
+    return render(
+        request,
+        "agenda/detail.html",
+        {
+            "view": view,
+            "live": live,
+            "past": appointment.starts_at <= now
+            and appointment.status != AppointmentStatus.cancelled,
+            "notice": notice if notice in NOTICES else "",
+            "offered": offer_patient(session, actor, offer_id) if offer_id else None,
+            "errors": errors or [],
+            "move": move_values or {"date": start[0], "time": start[1]},
+            "suggestions": alternatives or [],
+            "practitioners": active_practitioners(session),
+            "preconsultation": staff_view(
+                session, actor, appointment_id, language=page_language(request)
+            ),
+        },
+        status_code=status,
+    )
+
+
+def _detail_url(appointment_id: int, done: str, offer_id: int | None = None) -> str:
+    query = urlencode({"done": done, **({"offer": offer_id} if offer_id else {})})
+    return f"/agenda/appointments/{appointment_id}?{query}"
+
+
+@router.get(
+    "/appointments/{appointment_id}", response_class=HTMLResponse, summary="Appointment page"
+)
+def appointment_page(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    appointment_id: int,
+    done: Annotated[str, Query(max_length=20)] = "",
+    offer: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    return _detail(request, session, user, appointment_id, notice=done, offer_id=offer)
+
+
+@router.post("/appointments/{appointment_id}/move", summary="Move an appointment")
+def move_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    appointment_id: int,
+    form: PostedForm,
+) -> Response:
+    check = FormCheck(page_language(request), values_of(form, MOVE_FIELDS))
+    starts_at = check.local_start(settings.tz)
+    practitioner_id = check.integer("practitioner")
+    page: dict[str, Any] = {"move_values": check.values}
+    if check.errors or starts_at is None:
+        return _detail(
+            request, session, user, appointment_id, errors=check.errors, status=422, **page
+        )
+    try:
+        _, offer = agenda_changes.move(
+            session,
+            user_actor(request, user),
+            settings.tz,
+            appointment_id,
+            starts_at=starts_at,
+            practitioner_id=practitioner_id,
+        )
+    except SlotTaken as exc:
+        errors = check.domain_error(exc)
+        page |= {"alternatives": exc.alternatives, "status": 409}
+        return _detail(request, session, user, appointment_id, errors=errors, **page)
+    except DomainError as exc:
+        errors = check.domain_error(exc)
+        page["status"] = exc.status_code
+        return _detail(request, session, user, appointment_id, errors=errors, **page)
+    return RedirectResponse(_detail_url(appointment_id, "moved", offer and offer.id), 303)
+
+
+@router.post("/appointments/{appointment_id}/cancel", summary="Cancel an appointment")
+def cancel_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    appointment_id: int,
+    form: PostedForm,
+) -> Response:
+    check = FormCheck(page_language(request), values_of(form, ("reason",)))
+    try:
+        _, offer = agenda_changes.cancel(
+            session,
+            user_actor(request, user),
+            settings.tz,
+            appointment_id,
+            reason=check.values.get("reason", ""),
+        )
+    except DomainError as exc:
+        errors = check.domain_error(exc)
+        return _detail(
+            request, session, user, appointment_id, errors=errors, status=exc.status_code
+        )
+    return RedirectResponse(_detail_url(appointment_id, "cancelled", offer and offer.id), 303)
+
+
+@router.post("/appointments/{appointment_id}/attendance", summary="Mark honoured or missed")
+def attendance_from_form(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    appointment_id: int,
+    form: PostedForm,
+) -> Response:
+    check = FormCheck(page_language(request), values_of(form, ("honoured",)))
+    honoured = check.choice("honoured", ("1", "0"), "")
+    if check.errors:
+        return _detail(request, session, user, appointment_id, errors=check.errors, status=422)
+    try:
+        set_attendance(session, user_actor(request, user), appointment_id, honoured=honoured == "1")
+    except DomainError as exc:
+        errors = check.domain_error(exc)
+        return _detail(
+            request, session, user, appointment_id, errors=errors, status=exc.status_code
+        )
+    return RedirectResponse(_detail_url(appointment_id, "attendance"), 303)
