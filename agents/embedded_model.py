@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -188,7 +188,8 @@ def _load(path: Path, n_ctx: int, n_threads: int, weight_repacking: bool) -> _Lo
 def _token_text(llama: Any, token: int) -> str:
     if token < 0:
         return ""
-    return llama.detokenize([token], special=True).decode("utf-8", errors="ignore")
+    text: str = llama.detokenize([token], special=True).decode("utf-8", errors="ignore")
+    return text
 
 
 # --------------------------------------------------------------------------- messages
@@ -352,7 +353,12 @@ class _Failure:
     error: BaseException
 
 
-_END = object()
+class _End:
+    """Marks the end of a generation handed over by the worker thread."""
+
+
+_END = _End()
+_HandedOver = _Event | _Failure | _End
 
 
 ARGUMENT_TOKENS = 256
@@ -527,7 +533,8 @@ class EmbeddedChatModel(BaseChatModel):
         plain = _plain_messages(chat)
         if model.formatter is None:
             return _chatml(plain)
-        return model.formatter(messages=plain).prompt
+        prompt: str = model.formatter(messages=plain).prompt
+        return prompt
 
     # ----------------------------------------------------------------- tools
 
@@ -558,7 +565,7 @@ class EmbeddedChatModel(BaseChatModel):
         tool_choice: Any = None,
         parallel_tool_calls: bool | None = None,  # at most one call per turn anyway
         **unsupported: Any,
-    ) -> Iterator[_Event]:
+    ) -> Generator[_Event, None, None]:
         """Generate one answer: text pieces as they come, then a ``_Finish``."""
         if unsupported:
             raise TypeError(
@@ -707,8 +714,8 @@ class EmbeddedChatModel(BaseChatModel):
             if isinstance(parsed, dict):
                 calls.append(tool_call(name=name, args=parsed, id=call_id))
             else:
-                error = "the arguments are not a JSON object"
-                invalid.append(invalid_tool_call(name=name, args=args, id=call_id, error=error))
+                problem = "the arguments are not a JSON object"
+                invalid.append(invalid_tool_call(name=name, args=args, id=call_id, error=problem))
         message = AIMessage(
             content=text,
             tool_calls=calls,
@@ -756,10 +763,10 @@ class EmbeddedChatModel(BaseChatModel):
         """``_events`` run in a worker thread, each event handed to the event loop as soon as
         it is produced. Leaving early stops the generation and frees the model."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        queue: asyncio.Queue[_HandedOver] = asyncio.Queue()
         stopped = threading.Event()
 
-        def hand_over(item: object) -> None:
+        def hand_over(item: _HandedOver) -> None:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
             except RuntimeError:  # the event loop is closed
@@ -783,10 +790,10 @@ class EmbeddedChatModel(BaseChatModel):
             await asyncio.to_thread(self._model)
         self._model().worker.submit(work)
         try:
-            while (item := await queue.get()) is not _END:
+            while not isinstance(item := await queue.get(), _End):
                 if isinstance(item, _Failure):
                     raise item.error
-                yield item  # type: ignore[misc]
+                yield item
         finally:
             stopped.set()
 

@@ -102,7 +102,7 @@ def make_chat_model(settings: Settings, choice: ModelChoice) -> BaseChatModel:
         return ChatOpenAI(
             model=choice.name,
             base_url=settings.openai_base_url,
-            api_key=key,  # type: ignore[arg-type]
+            api_key=key,
             temperature=settings.llm_temperature,
             timeout=settings.llm_timeout_seconds,
             max_retries=1,

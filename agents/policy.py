@@ -1,31 +1,40 @@
-"""Which MCP tools the assistant may use for which staff role, and which ones change data
-(those always wait for the user's confirmation). Enforced in code, never left to the prompt."""
+"""Which MCP tools the assistant may use for which staff role, and which calls wait for the
+user's confirmation. Enforced in code, never left to the prompt.
+
+Whether a tool changes data is not listed here: each tool declares it in its MCP annotations
+(``readOnlyHint``, set in ``mcp_servers``), which langchain-mcp-adapters copies into the
+LangChain tool's ``metadata``. Only a tool that declares itself read-only runs without
+confirmation; a tool with no annotations, or one that does not say it is read-only, waits for
+the user (deny by default). The servers are our own, in-process: their annotations are
+trusted, which the MCP specification leaves to the client to decide."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.tools import BaseTool
 
 from models.users import Role
 
-READ_TOOLS = frozenset(
+# Every tool the assistant may hold at all, reads and writes alike.
+ASSISTANT_TOOLS = frozenset(
     {
         "find_patients",
+        "register_patient",
         "list_practitioners",
         "find_slots",
+        "book_appointment",
+        "move_appointment",
+        "cancel_appointment",
         "list_appointments",
+        "add_to_waiting_list",
         "list_questionnaires",
+        "send_preconsultation",
         "preconsultation_status",
         "get_preconsultation_summary",
         "search_practice_knowledge",
         "list_letter_templates",
-        "get_letter",
-    }
-)
-WRITE_TOOLS = frozenset(
-    {
-        "register_patient",
-        "book_appointment",
-        "move_appointment",
-        "cancel_appointment",
-        "add_to_waiting_list",
-        "send_preconsultation",
         "draft_letter",
+        "get_letter",
     }
 )
 # Summaries are medical content: only physicians read them through the assistant.
@@ -35,8 +44,8 @@ _PHYSICIAN_ONLY = frozenset({"get_preconsultation_summary"})
 _OVER_SECRETARY_BUDGET = frozenset({"list_letter_templates"})
 
 TOOLS_BY_ROLE: dict[Role, frozenset[str]] = {
-    Role.secretary: (READ_TOOLS | WRITE_TOOLS) - _PHYSICIAN_ONLY - _OVER_SECRETARY_BUDGET,
-    Role.physician: READ_TOOLS | WRITE_TOOLS,
+    Role.secretary: ASSISTANT_TOOLS - _PHYSICIAN_ONLY - _OVER_SECRETARY_BUDGET,
+    Role.physician: ASSISTANT_TOOLS,
     Role.admin: frozenset(),
 }
 
@@ -46,6 +55,12 @@ def allowed_tools(role: Role) -> frozenset[str]:
     return TOOLS_BY_ROLE.get(role, frozenset())
 
 
-def needs_confirmation(tool: str) -> bool:
-    """Every tool that is not a known read tool waits for confirmation (deny by default)."""
-    return tool not in READ_TOOLS
+def declares_read_only(metadata: Mapping[str, Any] | None) -> bool:
+    """Whether a tool's metadata (its MCP annotations, as the adapters copy them) says the
+    tool is read-only; missing or anything but ``True`` means it may write."""
+    return metadata is not None and metadata.get("readOnlyHint") is True
+
+
+def needs_confirmation(tool: BaseTool) -> bool:
+    """Every tool that does not declare itself read-only waits for the user's confirmation."""
+    return not declares_read_only(tool.metadata)

@@ -57,7 +57,7 @@ class ScriptedChatModel(BaseChatModel):
         with self._lock:
             self.script.extend(steps)
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedChatModel":  # type: ignore[override]
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedChatModel":
         return self
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
@@ -69,7 +69,7 @@ class ScriptedChatModel(BaseChatModel):
             self.calls.append(list(messages))
         if isinstance(step, Exception):
             raise step
-        message = step(messages) if callable(step) else step
+        message = step if isinstance(step, AIMessage) else step(messages)
         return message.model_copy(deep=True)
 
     def _generate(

@@ -1,5 +1,6 @@
 """The secretary agent: a LangChain ``create_agent`` over our MCP tools, with human-in-the-loop
-confirmation of every write tool, a tool-call budget and a role policy enforced in code."""
+confirmation of every tool not annotated read-only, a tool-call budget and a role policy
+enforced in code."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,6 +11,7 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import (
     AgentMiddleware,
     HumanInTheLoopMiddleware,
+    InterruptOnConfig,
     ModelRequest,
     ToolCallLimitMiddleware,
     dynamic_prompt,
@@ -69,11 +71,12 @@ async def open_sessions(servers: Mapping[str, FastMCP]) -> AsyncIterator[dict[st
 
 async def load_tools(servers: Mapping[str, FastMCP], allowed: frozenset[str]) -> list[BaseTool]:
     """The allowed tools of our MCP servers, converted by langchain-mcp-adapters from what the
-    servers list over MCP; they call through whatever sessions the running turn opened."""
+    servers list over MCP (each tool's annotations land in its ``metadata``, which the
+    confirmation policy reads); they call through whatever sessions the running turn opened."""
     tools: list[BaseTool] = []
     async with open_sessions(servers):
         for name in servers:
-            loaded = await load_mcp_tools(RoutedSession(name), server_name=name)  # type: ignore[arg-type]
+            loaded = await load_mcp_tools(RoutedSession(name), server_name=name)  # type: ignore[arg-type]  # duck-typed session
             tools += [t for t in loaded if t.name in allowed]
     return tools
 
@@ -110,15 +113,15 @@ class ToolPolicyMiddleware(AgentMiddleware):
     def wrap_tool_call(
         self,
         request: ToolCallRequest,
-        handler: Callable[[ToolCallRequest], ToolMessage | Command],
-    ) -> ToolMessage | Command:
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
         return self._refusal(request) or handler(request)
 
     async def awrap_tool_call(
         self,
         request: ToolCallRequest,
-        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]],
-    ) -> ToolMessage | Command:
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
         return self._refusal(request) or await handler(request)
 
 
@@ -128,26 +131,29 @@ def build_secretary_agent(
     *,
     prompt: Callable[[], RenderedPrompt],
     allowed: frozenset[str],
-    checkpointer: BaseCheckpointSaver | None,
+    checkpointer: BaseCheckpointSaver[Any] | None,
     max_tool_calls: int = 8,
 ) -> Any:
     """The compiled agent graph (compiling takes tens of milliseconds: build it once per user
     and model). The system prompt is rendered at each model call (it carries the time)."""
-    gated = {t.name: True for t in tools if needs_confirmation(t.name)}
+    gated: dict[str, bool | InterruptOnConfig] = {
+        t.name: True for t in tools if needs_confirmation(t)
+    }
 
     @dynamic_prompt
     def system_prompt(request: ModelRequest) -> str:
         return prompt().text
 
+    middleware: list[AgentMiddleware[Any, Any, Any]] = [
+        system_prompt,
+        ToolPolicyMiddleware(allowed),
+        ToolCallLimitMiddleware(run_limit=max_tool_calls, exit_behavior="continue"),
+        HumanInTheLoopMiddleware(interrupt_on=gated, edit_notice=None),
+    ]
     return create_agent(
         model,
         tools,
-        middleware=[
-            system_prompt,
-            ToolPolicyMiddleware(allowed),
-            ToolCallLimitMiddleware(run_limit=max_tool_calls, exit_behavior="continue"),
-            HumanInTheLoopMiddleware(interrupt_on=gated, edit_notice=None),
-        ],
+        middleware=middleware,
         checkpointer=checkpointer,
         name="secretary",
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 TOOL_SUMMARY_CHARS = 240
@@ -54,7 +55,7 @@ def turn_input(message: str | None, decisions: Sequence[Decision] | None) -> Any
 
 
 async def stream_turn(
-    agent: Any, config: dict[str, Any], graph_input: Any
+    agent: Any, config: RunnableConfig, graph_input: Any
 ) -> AsyncIterator[TurnEvent]:
     """Run the agent and translate LangGraph's stream into page events. Exceptions propagate
     (the caller turns them into an error event; the saved state lets a retry go on)."""

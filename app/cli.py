@@ -47,7 +47,7 @@ def serve(
         reload=reload,
         workers=workers,
         proxy_headers=True,
-        access_log=False,  # app.main.RequestLog logs requests without query strings
+        access_log=False,  # app.web.middleware.RequestLog logs requests without query strings
     )
 
 
@@ -61,9 +61,13 @@ def worker(
     `accueil serve` runs them itself unless ACCUEIL_JOBS_IN_PROCESS=false."""
     from app.jobs.queue import configure
     from app.jobs.worker import run_worker
+    from app.services.flows import job_handlers
 
     settings = get_settings()
-    run_worker(configure(settings), workers=workers or settings.jobs_workers)
+    queue = configure(settings)
+    job_handlers.load_handlers()
+    job_handlers.add_periodic_tasks(queue)
+    run_worker(queue, workers=workers or settings.jobs_workers)
 
 
 @db_cli.command("upgrade")
@@ -318,10 +322,12 @@ def mcp_client_revoke(name: str) -> None:
 @eval_cli.command("knowledge")
 def eval_knowledge(
     questions: Annotated[
-        Path | None, typer.Option(help="Questions (YAML) ; par défaut ../shared/evals/knowledge")
+        Path | None,
+        typer.Option(help="Questions (YAML) ; par défaut evals/data/knowledge/questions.yaml"),
     ] = None,
     documents: Annotated[
-        Path | None, typer.Option(help="Dossier des documents ; par défaut ../shared/knowledge")
+        Path | None,
+        typer.Option(help="Dossier des documents ; par défaut les livrets de la démo"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Seulement les N premières questions")] = None,
     out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
@@ -343,6 +349,36 @@ def eval_knowledge(
     json_path, md_path = knowledge_eval.write_reports(result, out or knowledge_eval.REPORTS)
     typer.echo(knowledge_eval.summary(result))
     typer.echo(f"Rapports : {json_path} et {md_path}")
+
+
+@eval_cli.command("red-flags")
+def eval_red_flags(
+    corpus_dir: Annotated[
+        Path | None,
+        typer.Option("--corpus", help="Dossier des cas (YAML) ; par défaut le corpus des tests"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Rapport JSON")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Code 1 si sensibilité urgence < 1 ou spécificité < 0,95")
+    ] = False,
+) -> None:
+    """Sensibilité et spécificité des signaux d'alerte sur le corpus de cas, et chaque erreur."""
+    import json
+
+    from evals import red_flags as red_flags_eval
+
+    cases = red_flags_eval.load_cases(corpus_dir or red_flags_eval.CORPUS)
+    report = red_flags_eval.evaluate(cases)
+    if as_json:
+        typer.echo(json.dumps(red_flags_eval.as_json(report), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(red_flags_eval.summary(report))
+    urgent_ok, urgent_total = report.rate(("urgent",))
+    negative_ok, negative_total = report.rate(("negative", "hard-negative"))
+    if strict and (
+        urgent_ok < urgent_total or (negative_total and negative_ok / negative_total < 0.95)
+    ):
+        raise typer.Exit(1)
 
 
 @eval_cli.command("secretary")

@@ -9,6 +9,7 @@ from benchmarks import (
     llm_embedded,
     mixed_load,
     notifications,
+    red_flags,
     scheduling,
     speech,
     web,
@@ -25,6 +26,7 @@ SUITES = {
     "llm_embedded": llm_embedded.run,
     "speech": speech.run,
     "notifications": notifications.run,
+    "red_flags": red_flags.run,
 }
 
 

@@ -400,6 +400,11 @@ async def _login(client: httpx.AsyncClient, username: str) -> None:
     client.headers["x-csrf-token"] = (await client.get("/api/csrf")).json()["csrf_token"]
 
 
+def _saved_exactly(sent: dict[str, Any]) -> Callable[[httpx.Response], bool]:
+    """A response check: the autosave stored exactly the answers sent."""
+    return lambda response: response.json().get("saved") == sorted(sent)
+
+
 async def _drive(base: str, practice: dict[str, Any], config: LoadConfig) -> tuple[Recorder, float]:
     recorder = Recorder()
     rng = random.Random(2026)  # a reproducible load
@@ -552,7 +557,7 @@ async def _drive(base: str, practice: dict[str, Any], config: LoadConfig) -> tup
                 await recorder.request(
                     "POST /p/{token}/answers", c, "POST", f"{path}/answers",
                     json={"answers": answers}, headers=headers,
-                    check=lambda r, sent=answers: r.json().get("saved") == sorted(sent),
+                    check=_saved_exactly(answers),
                 )  # fmt: skip
 
         await asyncio.gather(

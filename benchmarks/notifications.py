@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.services.core.audit import Actor
@@ -100,7 +100,7 @@ def build(settings: Settings, count: int) -> float:
                 for i in range(count)
             ],
         )
-        patient_ids = session.exec(select(Patient.id).order_by(Patient.id)).all()
+        patient_ids = session.exec(select(Patient.id).order_by(col(Patient.id))).all()
         session.execute(
             insert(Appointment),
             [
@@ -122,7 +122,7 @@ def build(settings: Settings, count: int) -> float:
             ],
         )
         session.commit()
-        appointments = session.exec(select(Appointment).order_by(Appointment.id)).all()
+        appointments = session.exec(select(Appointment).order_by(col(Appointment.id))).all()
     began = time.perf_counter()
     now = datetime.now(UTC)
     with Session(engine) as session:
@@ -165,8 +165,10 @@ def _worker(settings: Settings, expected: int, out: "multiprocessing.Queue[tuple
     """The child process: the real consumer threads until every reminder is sent."""
     from app.jobs.queue import configure
     from app.jobs.worker import InProcessWorker
+    from app.services.flows.job_handlers import load_handlers
 
     queue = configure(settings)
+    load_handlers()
     worker = InProcessWorker(queue, workers=WORKERS, periodic=False)
     began = time.perf_counter()
     worker.start()

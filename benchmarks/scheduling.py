@@ -32,7 +32,7 @@ from app.services.scheduling.slots import SlotQuery, find_slots, local_instant, 
 from benchmarks.report import Measure, Report, latencies_ms, percentile
 from mcp_servers.agenda import create_agenda_server
 from mcp_servers.runtime import ToolRuntime
-from models.appointments import Appointment
+from models.appointments import Appointment, PartOfDay
 from models.audit import ActorKind
 from models.db import make_engine
 from models.migrate import upgrade
@@ -51,13 +51,14 @@ def build_practice(settings: Settings, practitioners: int = 10, fill: float = 0.
     rng = random.Random(7)
     tz = settings.tz
     with Session(engine) as session:
-        ids = []
+        ids: list[int] = []
         for n in range(practitioners):
             p = Practitioner(
                 first_name="Dr", last_name=f"Praticien{n}", default_duration_minutes=20
             )
             session.add(p)
             session.flush()
+            assert p.id is not None  # the flush assigned it
             ids.append(p.id)
             for weekday in range(5):
                 for start, end in HOURS:
@@ -90,8 +91,8 @@ def build_practice(settings: Settings, practitioners: int = 10, fill: float = 0.
                 day = today + timedelta(days=offset)
                 for start_t, end_t in hours[pid][day.weekday()]:
                     cursor = local_instant(day, start_t, tz)
-                    end = local_instant(day, end_t, tz)
-                    while cursor + timedelta(minutes=20) <= end:
+                    end_at = local_instant(day, end_t, tz)
+                    while cursor + timedelta(minutes=20) <= end_at:
                         if rng.random() < fill:
                             rows.append(
                                 {
@@ -139,7 +140,7 @@ def bench_find_slots(report: Report, settings: Settings, appointments: int) -> N
                     start=start,
                     end=start + timedelta(days=30),
                     practitioner_id=rng.randint(1, 10),
-                    part_of_day="afternoon",
+                    part_of_day=PartOfDay.afternoon,
                     limit=5,
                 ),
             )

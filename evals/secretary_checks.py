@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from agents.policy import needs_confirmation
 from app.services.patients.records import fold
 from app.services.scheduling.slots import NOON
 from evals.secretary_names import patient_matches
@@ -136,7 +135,9 @@ def check_calls(
             continue
         matched.add(found)
         position = found + 1
-    extra = [c for i, c in enumerate(calls) if i not in matched and needs_confirmation(c.name)]
+    # A call that stopped for a decision is a write: the agent's policy gates every tool
+    # that its MCP annotations do not declare read-only.
+    extra = [c for i, c in enumerate(calls) if i not in matched and c.decision]
     if extra and not failures:
         failures.append(f"turn {turn}: unexpected write call(s): {_listed(extra)}")
     return failures
@@ -245,23 +246,23 @@ def check_state(
             failures.append(
                 f"state: appointment should not exist ({_shown(spec)}): {_agenda(rows, refs.tz)}"
             )
-    for spec in expected.waiting_list:
-        entries = _waiting(session, spec.patient, refs)
-        if not any(_waiting_fits(spec, w, refs) for w in entries):
+    for waiting in expected.waiting_list:
+        entries = _waiting(session, waiting.patient, refs)
+        if not any(_waiting_fits(waiting, w, refs) for w in entries):
             shown = "; ".join(
                 f"{w.earliest}..{w.latest} {w.part_of_day} (praticien {w.practitioner_id})"
                 for w in entries
             )
             failures.append(
-                f"state: missing waiting-list entry ({_shown(spec)}); found: {shown or 'none'}"
+                f"state: missing waiting-list entry ({_shown(waiting)}); found: {shown or 'none'}"
             )
     people = session.exec(select(Patient)).all()
-    for spec in expected.patients:
-        if not any(_patient_fits(spec, p) for p in people):
-            failures.append(f"state: missing patient ({_shown(spec)})")
-    for spec in expected.absent_patients:
-        if any(_patient_fits(spec, p) for p in people):
-            failures.append(f"state: patient should not exist ({_shown(spec)})")
+    for person in expected.patients:
+        if not any(_patient_fits(person, p) for p in people):
+            failures.append(f"state: missing patient ({_shown(person)})")
+    for person in expected.absent_patients:
+        if any(_patient_fits(person, p) for p in people):
+            failures.append(f"state: patient should not exist ({_shown(person)})")
     if expected.unchanged:
         failures += _changes(before, snapshot(session))
     return failures

@@ -25,12 +25,14 @@ def frozen_datetime(now: datetime) -> type[datetime]:
     """A ``datetime`` whose ``now()`` is ``now`` (other constructors return plain values)."""
 
     class PracticeDatetime(datetime):
+        # These return plain datetimes, not instances of this subclass as typeshed's ``Self``
+        # would have it.
         @classmethod
-        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]  # see above
             return now.astimezone(tz) if tz else now.astimezone().replace(tzinfo=None)
 
         @classmethod
-        def combine(cls, *args: Any, **kwargs: Any) -> datetime:  # type: ignore[override]
+        def combine(cls, *args: Any, **kwargs: Any) -> datetime:  # type: ignore[override]  # idem
             return datetime.combine(*args, **kwargs)
 
     return PracticeDatetime
@@ -41,7 +43,7 @@ def frozen_date(today: date) -> type[date]:
 
     class PracticeDate(date):
         @classmethod
-        def today(cls) -> date:  # type: ignore[override]
+        def today(cls) -> date:  # type: ignore[override]  # a plain date, not Self (typeshed)
             return today
 
     return PracticeDate

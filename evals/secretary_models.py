@@ -54,11 +54,13 @@ def parse_model(spec: str, settings: Settings) -> ModelChoice | None:
     if spec == "embedded":
         return choose_model(settings.model_copy(update={"llm_provider": "embedded"}))
     provider, _, name = spec.partition(":")
-    if provider not in ("ollama", "openai") or not name:
-        raise ValueError(
-            f"modèle « {spec} » inconnu : scripted, configured, embedded, ollama:NOM ou openai:NOM"
-        )
-    return ModelChoice(provider, name)  # type: ignore[arg-type]
+    if provider == "ollama" and name:
+        return ModelChoice("ollama", name)
+    if provider == "openai" and name:
+        return ModelChoice("openai", name)
+    raise ValueError(
+        f"modèle « {spec} » inconnu : scripted, configured, embedded, ollama:NOM ou openai:NOM"
+    )
 
 
 def model_source(spec: str, settings: Settings) -> ModelSource:

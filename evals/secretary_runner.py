@@ -38,6 +38,7 @@ from evals.secretary_scenarios import (
     ScenarioError,
     Turn,
 )
+from mcp_servers.local import LocalServers
 from models.db import make_engine, session_scope
 from models.users import User
 
@@ -268,7 +269,7 @@ async def _play(
         seeded, before = seeded_appointments(session), snapshot(session)
     refs = References(engine, seeded, settings.tz)
     played = source.for_scenario(scenario, refs)
-    assistant = Assistant(settings, engine)
+    assistant = Assistant(settings, engine, LocalServers(engine, settings))
     assistant.model_override = played.model
     assistant.clock = lambda: scenario.now
     failures: list[str] = []

@@ -17,6 +17,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from evals.secretary_names import (
     patient_matches,
@@ -239,11 +240,20 @@ class Scenario(Strict):
             if waiting.practitioner:
                 _one(waiting.practitioner, doctors, practitioner_matches, "praticien")
         expected = self.expect_state
-        for item in [*expected.appointments, *expected.absent, *expected.waiting_list]:
+        wanted: list[AppointmentExpect | WaitingExpect] = [
+            *expected.appointments,
+            *expected.absent,
+            *expected.waiting_list,
+        ]
+        for item in wanted:
             if item.practitioner:
                 _one(item.practitioner, doctors, practitioner_matches, "praticien")
         for turn in self.turns:
-            for step in [*(turn.expect_calls or []), *(turn.scripted or [])]:
+            steps: list[ExpectedCall | ScriptStep] = [
+                *(turn.expect_calls or []),
+                *(turn.scripted or []),
+            ]
+            for step in steps:
                 if isinstance(step.args.get("practitioner"), str):
                     _one(step.args["practitioner"], doctors, practitioner_matches, "praticien")
         return self
@@ -256,7 +266,7 @@ def _one(ref: str, candidates: list[Any], matches: Callable[[str, Any], bool], w
         raise ValueError(f"{what} « {ref} » {'ambigu' + hint if found else 'inconnu'}")
 
 
-def _location(error: dict[str, Any]) -> str:
+def _location(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(racine)"
 
 

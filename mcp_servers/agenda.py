@@ -10,15 +10,16 @@ from zoneinfo import ZoneInfo
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
+from app.services.core.calendar_names import WEEKDAYS_FR
 from app.services.core.errors import InvalidInput
 from app.services.flows import agenda_changes
 from app.services.patients import records as patients
 from app.services.scheduling import agenda, slots, waiting_list
+from mcp_servers.annotations import READ_ONLY, write
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 from models.appointments import AppointmentSource, PartOfDay
 from models.patients import PatientCreate, Sex
 
-WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 INSTRUCTIONS = (
     "Agenda du cabinet. Les heures sont locales (fuseau du cabinet). Cherchez le patient et un "
     "créneau libre avant de réserver ; ne devinez jamais un identifiant."
@@ -104,7 +105,7 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
     mcp = new_server("agenda", INSTRUCTIONS, runtime)
     tz = runtime.settings.tz
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def find_patients(
         query: Annotated[str, Field(max_length=100, description="Nom et/ou prénom")] = "",
         birth_date: date | None = None,
@@ -128,7 +129,8 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "find_patients", work)
 
-    @mcp.tool(structured_output=False)
+    # Adds a record; with confirm_not_duplicate a repeat adds a second one.
+    @mcp.tool(structured_output=False, annotations=write(destructive=False, idempotent=False))
     def register_patient(
         birth_name: Annotated[str, Field(max_length=100)],
         first_name: Annotated[str, Field(max_length=100)],
@@ -161,7 +163,7 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "register_patient", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def list_practitioners(ctx: Context | None = None) -> list[PractitionerOut]:
         """Liste les praticiens du cabinet."""
 
@@ -178,7 +180,7 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "list_practitioners", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def find_slots(
         start_date: date,
         end_date: date | None = None,
@@ -217,7 +219,8 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "find_slots", work)
 
-    @mcp.tool(structured_output=False)
+    # Adds an appointment in a free slot; a repeat finds the slot taken and changes nothing.
+    @mcp.tool(structured_output=False, annotations=write(destructive=False, idempotent=True))
     def book_appointment(
         patient_id: int,
         practitioner_id: int,
@@ -247,7 +250,8 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "book_appointment", work)
 
-    @mcp.tool(structured_output=False)
+    # Gives up the booked time (offered to the waiting list); each move notifies the patient.
+    @mcp.tool(structured_output=False, annotations=write(destructive=True, idempotent=False))
     def move_appointment(
         appointment_id: int,
         new_start: datetime,
@@ -270,7 +274,8 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "move_appointment", work)
 
-    @mcp.tool(structured_output=False)
+    # Ends an appointment; a repeat is refused (already cancelled) and changes nothing.
+    @mcp.tool(structured_output=False, annotations=write(destructive=True, idempotent=True))
     def cancel_appointment(
         appointment_id: int,
         reason: Annotated[str, Field(max_length=200)] = "",
@@ -285,7 +290,7 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "cancel_appointment", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def list_appointments(
         start_date: date,
         end_date: date | None = None,
@@ -312,7 +317,8 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "list_appointments", work)
 
-    @mcp.tool(structured_output=False)
+    # Adds an entry; a repeat adds another.
+    @mcp.tool(structured_output=False, annotations=write(destructive=False, idempotent=False))
     def add_to_waiting_list(
         patient_id: int,
         earliest: date,

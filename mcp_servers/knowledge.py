@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from app.services.core.errors import NotFound
 from app.services.knowledge import library as knowledge
+from mcp_servers.annotations import READ_ONLY
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (
@@ -27,7 +28,7 @@ def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
     """Build the knowledge server over the given database and settings."""
     mcp = new_server("knowledge", INSTRUCTIONS, runtime)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def search_practice_knowledge(
         query: Annotated[str, Field(min_length=2, max_length=300, description="Question")],
         k: Annotated[int, Field(ge=1, le=knowledge.MAX_K)] = 4,

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services.core import audit
 from app.services.documents import generated as documents
 from app.services.documents import letter_templates, letters
+from mcp_servers.annotations import READ_ONLY, write
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (
@@ -37,7 +37,7 @@ def create_letters_server(runtime: ToolRuntime) -> FastMCP:
     """Build the letters server over the given database and settings."""
     mcp = new_server("letters", INSTRUCTIONS, runtime)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def list_letter_templates(ctx: Context | None = None) -> list[TemplateOut]:
         """Modèles de courrier."""
 
@@ -49,7 +49,8 @@ def create_letters_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "list_letter_templates", work)
 
-    @mcp.tool(structured_output=False)
+    # Adds a draft (written in the background); a repeat adds another.
+    @mcp.tool(structured_output=False, annotations=write(destructive=False, idempotent=False))
     def draft_letter(
         patient_id: int,
         template: Literal["adressage", "certificat", "compte_rendu", "consignes"],
@@ -76,20 +77,13 @@ def create_letters_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "draft_letter", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def get_letter(letter_id: int, ctx: Context | None = None) -> LetterOut:
         """État et texte d'un courrier."""
 
         def work(session, actor):
-            document = letters.get_letter(session, letter_id)
-            audit.record(
-                session,
-                actor,
-                "letter.read",
-                record_type=documents.RECORD_TYPE,
-                record_id=document.id,
-                patient_id=document.patient_id,
-            )
+            letters.get_letter(session, letter_id)  # a letter, not another document
+            document = documents.read(session, actor, letter_id)  # audited
             approved = document.status == "approved"
             return LetterOut(
                 id=document.id or 0,

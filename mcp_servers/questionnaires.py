@@ -7,10 +7,11 @@ from typing import Annotated
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
-from app.services.core import audit
 from app.services.core.errors import NotFound
+from app.services.documents import generated as documents
 from app.services.preconsultation import links as preconsultation
 from app.services.preconsultation import questionnaires, summaries
+from mcp_servers.annotations import READ_ONLY, write
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (
@@ -68,7 +69,7 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
     mcp = new_server("questionnaires", INSTRUCTIONS, runtime)
     tz = runtime.settings.tz
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def list_questionnaires(ctx: Context | None = None) -> list[QuestionnaireOut]:
         """Liste les questionnaires actifs (un par langue) et leur type de visite."""
 
@@ -86,7 +87,8 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "list_questionnaires", work)
 
-    @mcp.tool(structured_output=False)
+    # Revokes the appointment's earlier unsubmitted link; each call issues a new one.
+    @mcp.tool(structured_output=False, annotations=write(destructive=True, idempotent=False))
     def send_preconsultation(
         appointment_id: int,
         questionnaire_slug: Annotated[str | None, Field(max_length=64)] = None,
@@ -113,7 +115,7 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "send_preconsultation", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def preconsultation_status(appointment_id: int, ctx: Context | None = None) -> StatusOut:
         """État de la pré-consultation d'un rendez-vous et ses alertes."""
 
@@ -141,7 +143,7 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
 
         return runtime.call(ctx, "preconsultation_status", work)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def get_preconsultation_summary(appointment_id: int, ctx: Context | None = None) -> SummaryOut:
         """Résumé médical des réponses (brouillon tant qu'un médecin ne l'a pas approuvé)."""
 
@@ -150,17 +152,9 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
             if p is None:
                 raise NotFound("Aucune pré-consultation pour ce rendez-vous.")
             state = summaries.summary_state(session, p)
-            document = state.document
-            if document is None:
+            if state.document is None:
                 return SummaryOut(appointment_id=appointment_id, state=state.state)
-            audit.record(
-                session,
-                actor,
-                "summary.read",
-                record_type="generated_document",
-                record_id=document.id,
-                patient_id=document.patient_id,
-            )
+            document = documents.read(session, actor, state.document.id or 0)  # audited
             return SummaryOut(
                 appointment_id=appointment_id,
                 state=state.state,

@@ -1,6 +1,7 @@
 """What every MCP server shares: who is calling, a database session per tool call, the audit
 event of each call, errors as short tool messages, and bearer-token protection over HTTP (each
-client's token opens only its areas, and only the read tools when it is read-only)."""
+client's token opens only its areas, and only the tools annotated read-only when it is
+read-only)."""
 
 import functools
 import inspect
@@ -17,6 +18,7 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import Tool as MCPTool
+from mcp.types import ToolAnnotations
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -24,12 +26,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agents.policy import READ_TOOLS
 from app.config.settings import Settings
 from app.services.core import audit
 from app.services.core.errors import DomainError
+from app.services.core.validation import error_message
 from app.services.identity.mcp_clients import authenticate_token
-from app.web.errors import field_errors
+from mcp_servers.annotations import is_read_only
 from models.audit import ActorKind
 
 log = logging.getLogger("accueil.mcp")
@@ -51,9 +53,10 @@ class ClientScope:
     areas: frozenset[str]
     can_write: bool
 
-    def allows_tool(self, tool: str) -> bool:
-        """Read-only clients may call known read tools only (deny by default)."""
-        return self.can_write or tool in READ_TOOLS
+    def allows(self, annotations: ToolAnnotations | None) -> bool:
+        """Read-only clients may call only the tools annotated read-only: a tool without
+        annotations, or one that does not say it is read-only, is refused (deny by default)."""
+        return self.can_write or is_read_only(annotations)
 
 
 def read_only_message(tool: str) -> str:
@@ -165,11 +168,11 @@ def validation_message(exc: ValidationError) -> str:
     """Pydantic errors as one short French sentence a model can act on. The field is the
     error's whole location: a tool argument may well be named ``query`` or ``path``, which
     ``field_errors`` would take for an HTTP location and drop."""
-    errors = list(exc.errors())
     parts = []
-    for error, translated in zip(errors, field_errors("fr", errors), strict=True):
+    for error in exc.errors():
         field = ".".join(str(part) for part in error.get("loc", ()))
-        parts.append(f"{field} : {translated['message']}" if field else translated["message"])
+        text = error_message("fr", error)
+        parts.append(f"{field} : {text}" if field else text)
     return "Arguments invalides — " + " ; ".join(parts)
 
 
@@ -198,18 +201,24 @@ class PracticeMCP(FastMCP):
             fn = in_worker_thread(fn)
         super().add_tool(fn, *args, **kwargs)
 
+    def tool_annotations(self, name: str) -> ToolAnnotations | None:
+        """What the named tool declares about its effects; None for an unknown tool."""
+        tool = self._tool_manager.get_tool(name)
+        return tool.annotations if tool is not None else None
+
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
         scope = client_scope(self.get_context())
         if scope is None:
             return tools
-        return [tool for tool in tools if scope.allows_tool(tool.name)]
+        return [tool for tool in tools if scope.allows(tool.annotations)]
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         ctx = self.get_context()
         scope = client_scope(ctx)
-        if scope is not None and not scope.allows_tool(name):
-            # Refused in code before the arguments are read: the tool never runs.
+        if scope is not None and not scope.allows(self.tool_annotations(name)):
+            # Refused in code before the arguments are read: the tool never runs (an unknown
+            # tool is refused the same way: it declares nothing).
             actor = self.runtime.caller(ctx)
             refused = functools.partial(self.runtime.audit_refused_tool, actor, name, "read_only")
             await anyio.to_thread.run_sync(refused)

@@ -55,7 +55,7 @@ class SerialisedWrites(sqlite3.Connection):
         self._turn = _write_lock(str(database))
         self._holding = False
 
-    def cursor(self, factory: Any = _WriteCursor) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = _WriteCursor) -> Any:
         return super().cursor(factory)
 
     def before(self, sql: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from argon2 import profiles
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
@@ -15,6 +16,7 @@ from sqlmodel import Session
 
 from app.config.settings import Settings
 from app.main import create_app
+from app.services.identity import users
 from app.services.identity.users import create_user
 from models.db import make_engine
 from models.migrate import upgrade
@@ -39,6 +41,17 @@ def no_egress() -> Iterator[list[object]]:
     yield attempts
     network_guard.uninstall()
     assert attempts == [], f"connections off the box were attempted: {attempts}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2's cheapest profile for the whole suite: the strong one costs 64 MiB and about
+    0.1 s per hash or check, and the suite makes thousands (three accounts per test, a
+    login or two each). What is tested is who may log in, not argon2's cost; production
+    keeps the strong profile (``tests/identity/test_password_hashing.py``)."""
+    users.use_hash_profile(profiles.CHEAPEST)
+    yield
+    users.use_hash_profile(users.STRONG_PROFILE)
 
 
 @pytest.fixture

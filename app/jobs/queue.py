@@ -1,25 +1,48 @@
 """The Huey instance built from the settings (a SQLite file in the data directory, or Redis
-when ``ACCUEIL_REDIS_URL`` is set), its two tasks, and the process-wide queue."""
+when ``ACCUEIL_REDIS_URL`` is set), its tasks, and the queue the composition root configures.
+
+The machinery's own tasks (run a job, recover lost ones) are registered here; periodic work
+that belongs to a domain (e.g. purging old conversations) is added by the composition root
+with ``JobQueue.add_periodic``, so this package never imports the domains above it."""
 
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.api import TaskWrapper
 from huey.exceptions import RetryTask
 from sqlalchemy.engine import Engine
 
-from app.config.settings import Settings, get_settings
+from app.config.settings import Settings
 from app.jobs import runner as job_runner
+from app.jobs import store
+from app.jobs.recovery import recover
 from models.db import make_engine
 from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")
 QUEUE_NAME = "accueil"
 RUN_TASK = "run_job"
+RECOVERY_TASK = "recover_jobs"
 RECOVERY_MINUTES = "*/5"
+
+PeriodicFunction = Callable[[Engine, Settings], object]  # what it returns is ignored
+
+
+@dataclass(frozen=True)
+class PeriodicWork:
+    """Work that runs on a schedule (a cron-like minute and hour), with the queue's database
+    and settings."""
+
+    name: str
+    run: PeriodicFunction
+    minute: str
+    hour: str
 
 
 class JobQueue:
@@ -31,7 +54,8 @@ class JobQueue:
         self._own_engine = engine is None
         self.engine = engine if engine is not None else make_engine(settings.resolved_database_url)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:none"  # set by a consumer
-        self._huey: Huey | None = None
+        self._opened: tuple[Huey, TaskWrapper] | None = None  # Huey and its "run job N" task
+        self._periodic: dict[str, PeriodicWork] = {}
         self._lock = threading.Lock()
 
     @property
@@ -40,19 +64,16 @@ class JobQueue:
 
     @property
     def huey(self) -> Huey:
-        with self._lock:
-            if self._huey is None:
-                self._huey = self._build()
-            return self._huey
+        return self._open()[0]
 
-    def _build(self) -> Huey:
+    def _open(self) -> tuple[Huey, TaskWrapper]:
+        with self._lock:
+            if self._opened is None:
+                self._opened = self._build()
+            return self._opened
+
+    def _build(self) -> tuple[Huey, TaskWrapper]:
         if self.settings.redis_url:
-            try:
-                import redis  # noqa: F401  (RedisHuey needs it)
-            except ImportError as exc:
-                raise RuntimeError(
-                    "ACCUEIL_REDIS_URL est défini mais le paquet « redis » n'est pas installé."
-                ) from exc
             huey: Huey = RedisHuey(QUEUE_NAME, url=self.settings.redis_url, results=False)
         else:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,30 +94,44 @@ class JobQueue:
             if result.retry_in is not None:
                 raise RetryTask(delay=result.retry_in)
 
-        @huey.periodic_task(crontab(minute=RECOVERY_MINUTES), name="recover_jobs")
+        @huey.periodic_task(crontab(minute=RECOVERY_MINUTES), name=RECOVERY_TASK)
         def recover_jobs() -> None:
             """Take back jobs of dead workers and send queued jobs that have no message."""
-            from app.jobs.recovery import recover
-
             recover(queue)
 
-        @huey.periodic_task(crontab(hour="3", minute="17"), name="purge_conversations")
-        def purge_conversations() -> None:
-            """Delete the assistant conversations older than the retention period."""
-            from app.services.assistant.memory import purge_expired
+        for work in self._periodic.values():
+            self._register_periodic(huey, work)
+        return huey, run_job
 
-            purge_expired(queue.engine, queue.settings)
+    def _register_periodic(self, huey: Huey, work: PeriodicWork) -> None:
+        queue = self
 
-        self._run_task = run_job
-        return huey
+        def run() -> None:
+            work.run(queue.engine, queue.settings)
+
+        run.__doc__ = f"Periodic work {work.name!r}."
+        huey.periodic_task(crontab(minute=work.minute, hour=work.hour), name=work.name)(run)
+
+    def add_periodic(
+        self, name: str, run: PeriodicFunction, *, minute: str = "0", hour: str = "*"
+    ) -> None:
+        """Run ``run(engine, settings)`` on a cron-like schedule in the consumers that run
+        periodic tasks (``accueil worker``, ``accueil serve``). Names are unique."""
+        work = PeriodicWork(name, run, minute, hour)
+        with self._lock:
+            if name in self._periodic or name in (RUN_TASK, RECOVERY_TASK):
+                raise ValueError(f"a periodic task named {name!r} is already registered")
+            self._periodic[name] = work
+            if self._opened is not None:  # already open: its scheduler reads the registry
+                self._register_periodic(self._opened[0], work)
 
     def dispatch(self, job_id: int, eta: datetime | None = None) -> None:
         """Send "run job N" to the workers, now or at ``eta`` (an aware datetime)."""
-        _ = self.huey  # opened on first use, with its tasks
+        _, task = self._open()  # opened on first use, with its tasks
         if eta is not None and eta > utcnow():
-            self._run_task.schedule(args=(job_id,), eta=eta)
+            task.schedule(args=(job_id,), eta=eta)
         else:
-            self._run_task(job_id)
+            task(job_id)
 
     def carried_job_ids(self) -> set[int]:
         """The jobs that have a message waiting in the queue or in its schedule."""
@@ -110,40 +145,21 @@ class JobQueue:
     def close(self) -> None:
         """Close Huey's connection (and the engine, when the queue made it)."""
         with self._lock:
-            if self._huey is not None:
-                self._huey.storage.close()
-                self._huey = None
+            if self._opened is not None:
+                self._opened[0].storage.close()
+                self._opened = None
         if self._own_engine:
             self.engine.dispose()
 
 
-_current: JobQueue | None = None
-_current_lock = threading.Lock()
-
-
 def configure(settings: Settings, engine: Engine | None = None) -> JobQueue:
-    """Make the queue of these settings the one jobs are sent to (the app does it at start)."""
-    global _current
-    with _current_lock:
-        _current = JobQueue(settings, engine)
-        return _current
-
-
-def current() -> JobQueue:
-    """The process's queue; built from the environment's settings if none was configured."""
-    global _current
-    with _current_lock:
-        if _current is None:
-            _current = JobQueue(get_settings())
-        return _current
+    """Build the queue of these settings and make it the one committed jobs are sent to
+    (the composition root does it: the app at start, ``accueil worker``, a test)."""
+    queue = JobQueue(settings, engine)
+    store.set_dispatcher(queue)
+    return queue
 
 
 def reset() -> None:
-    """Forget the process's queue (tests)."""
-    global _current
-    with _current_lock:
-        _current = None
-
-
-def dispatch(job_id: int, eta: datetime | None = None) -> None:
-    current().dispatch(job_id, eta)
+    """Send committed jobs nowhere again: they wait for recovery (tests)."""
+    store.set_dispatcher(None)

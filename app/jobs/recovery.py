@@ -4,14 +4,15 @@ when no attempt is left), and queued jobs whose message was lost are sent again.
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.jobs import runner as job_runner
 from app.jobs import store as jobs
-from app.jobs.queue import JobQueue
 from models.jobs import Job, JobStatus
 from models.types import utcnow
 
@@ -22,6 +23,21 @@ STALE_AFTER = timedelta(minutes=15)
 INTERRUPTED = "Interrompue (arrêt du processus) : reprise automatique."
 
 live_workers: set[str] = set()  # the consumers running in this process
+
+
+class RecoverableQueue(Protocol):
+    """What recovery needs of a queue (``queue.JobQueue`` is one; the queue imports this
+    module to schedule recovery, so this module names only the shape it uses)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def carried_job_ids(self) -> set[int]: ...
+
+    def dispatch(self, job_id: int, eta: datetime | None = None) -> None: ...
 
 
 def worker_alive(worker: str | None) -> bool | None:
@@ -71,7 +87,7 @@ def take_back_abandoned(session: Session, settings: Settings) -> list[Job]:
     return taken
 
 
-def recover(queue: JobQueue) -> int:
+def recover(queue: RecoverableQueue) -> int:
     """Take back abandoned jobs and send every queued job that has no message; returns how
     many messages were sent. Safe to run at any time: a job runs once per claim."""
     with Session(queue.engine, expire_on_commit=False) as session:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.jobs.store import (
+    ExplainedError,
     Handler,
     JobContext,
     PermanentJobError,
@@ -21,7 +22,6 @@ from app.jobs.store import (
     retry_delay,
     short_error,
 )
-from app.services.core.errors import DomainError
 from models.jobs import Job, JobStatus
 from models.types import utcnow
 
@@ -42,7 +42,7 @@ class RunResult:
 def is_permanent(exc: BaseException) -> bool:
     """Whether trying again cannot help: a handler said so, or the input itself is wrong."""
     return isinstance(exc, PermanentJobError) or (
-        isinstance(exc, DomainError) and exc.status_code < 500
+        isinstance(exc, ExplainedError) and exc.status_code < 500
     )
 
 
@@ -69,7 +69,7 @@ def _claim(engine: Engine, job_id: int, worker: str) -> tuple[Job | None, bool]:
                 progress=0,
                 progress_message="",
             )
-        ).rowcount  # type: ignore[attr-defined]
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
         session.commit()
         return session.get(Job, job_id), bool(claimed)
 
@@ -143,7 +143,7 @@ def _mark_succeeded(session: Session, job: Job) -> bool:
                 finished_at=now,
                 updated_at=now,
             )
-        ).rowcount  # type: ignore[attr-defined]
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
     )
 
 

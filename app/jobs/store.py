@@ -1,8 +1,13 @@
 """Durable background jobs: idempotent enqueue, handlers by kind, progress, retry and cancel.
 
-The ``jobs`` table is the truth; the task queue (Huey, ``app/jobs``) only carries "run job N"
-messages, sent once the enqueuing transaction has committed. A message lost between the
-commit and the queue is found again when a worker starts, so a committed job is never lost.
+The ``jobs`` table is the truth; the task queue (Huey, ``app/jobs/queue.py``) only carries
+"run job N" messages, sent once the enqueuing transaction has committed, through the
+dispatcher the composition root configured (``queue.configure``). A message lost between the
+commit and the queue, or committed while no queue is configured, is found again by recovery
+(at worker start and every few minutes), so a committed job is never lost.
+
+This package sits below the domains: it imports none of them. What a person may do with a
+job (retry, cancel: audited, refused in their language) is in ``app/services/core/job_actions``.
 
 Using it from a feature::
 
@@ -14,7 +19,8 @@ Using it from a feature::
     jobs.enqueue(session, "letters.draft", {"letter_id": 7}, key="letters.draft:7",
                  record_type="letter", record_id=7)
 
-and add the handler's module to ``app/services/flows/job_handlers.py`` so that workers import it.
+and add the handler's module to ``app/services/flows/job_handlers.py`` (the composition roots
+load those modules before a worker starts).
 """
 
 import contextvars
@@ -23,17 +29,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import event, func, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
-from app.services.core import audit
-from app.services.core.errors import Conflict, DomainError, NotFound
 from models.jobs import ACTIVE_STATUSES, Job, JobStatus
 from models.types import utcnow
 
@@ -41,7 +47,7 @@ log = logging.getLogger("accueil.jobs")
 
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_RETRY_DELAY_SECONDS = 3600.0
-RECORD_TYPE = "job"
+RETRYABLE_STATUSES = (JobStatus.failed, JobStatus.cancelled)
 _PENDING_DISPATCH = "accueil.jobs.pending_dispatch"
 _ON_COMMIT = "accueil.jobs.on_commit"
 
@@ -49,23 +55,40 @@ _ON_COMMIT = "accueil.jobs.on_commit"
 class PermanentJobError(Exception):
     """Raised by a handler when trying again cannot help (a malformed file, a deleted record):
     the job fails at once. The message is short, in French, and never holds patient data.
-    A ``DomainError`` below 500 (invalid input, not found, conflict) counts as permanent too."""
+    An ``ExplainedError`` below 500 (invalid input, not found, conflict) counts as permanent
+    too."""
 
 
-class JobNotRetryable(Conflict):
-    def __init__(self) -> None:
-        super().__init__(
-            "Seule une tâche en échec ou annulée peut être relancée.",
-            "Only a failed or cancelled job can be retried.",
-        )
+@runtime_checkable
+class ExplainedError(Protocol):
+    """An error that says what went wrong in words meant for people: ``fr``, its French
+    message, and ``status_code``, below 500 when the input itself is wrong. The domain's
+    errors (``app.services.core.errors.DomainError``) have this shape; the runner reads it
+    without importing the domain, which sits above this package."""
+
+    fr: str
+    status_code: int
 
 
-class JobNotCancellable(Conflict):
-    def __init__(self) -> None:
-        super().__init__(
-            "Seule une tâche en attente peut être annulée.",
-            "Only a queued job can be cancelled.",
-        )
+class JobStateError(Exception):
+    """A job was asked to change state from one that does not allow it (retry a job that is
+    not failed or cancelled, cancel one that is not queued): the caller says so to the user."""
+
+
+class Dispatcher(Protocol):
+    """What sends "run job N" to the workers, now or at ``eta`` (an aware datetime)."""
+
+    def dispatch(self, job_id: int, eta: datetime | None = None) -> None: ...
+
+
+_dispatcher: Dispatcher | None = None
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    """Send committed jobs through ``dispatcher`` from now on (``None``: to nobody, they wait
+    for recovery). The composition root sets it, through ``queue.configure``."""
+    global _dispatcher
+    _dispatcher = dispatcher
 
 
 @dataclass
@@ -137,10 +160,10 @@ def retry_delay(settings: Settings, attempts: int) -> float:
 def short_error(exc: BaseException) -> str:
     """What an admin may read about a failure: a domain message, else the error's class.
     Exception texts can quote data (a file's content, a patient's name): never stored."""
-    if isinstance(exc, DomainError):
-        return exc.fr[:500]
     if isinstance(exc, PermanentJobError):
         return str(exc)[:500]
+    if isinstance(exc, ExplainedError):
+        return exc.fr[:500]
     return f"Erreur inattendue ({type(exc).__name__})."
 
 
@@ -151,27 +174,17 @@ def find_job(session: Session, key: str) -> Job | None:
     return session.exec(select(Job).where(Job.idempotency_key == key)).first()
 
 
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound("Tâche introuvable.", "Job not found.")
-    return job
-
-
 def _insert_if_absent(session: Session, values: dict[str, Any]) -> bool:
     """One INSERT that does nothing when the key exists: two enqueues of one key at the same
     moment make one job, without an error that would spoil the caller's transaction."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    insert = postgresql_insert if postgresql else sqlite_insert
     statement = (
-        insert(Job.__table__)  # type: ignore[arg-type]
+        insert(Job.metadata.tables[Job.__tablename__])  # SQLModel does not declare __table__
         .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]  # UPDATE: CursorResult
 
 
 def enqueue(
@@ -240,13 +253,15 @@ def _send_after_commit(session: OrmSession) -> None:
     pending = session.info.pop(_PENDING_DISPATCH, None)
     if not pending:
         return
+    dispatcher = _dispatcher
+    if dispatcher is None:  # a script or a test without a queue: never a queue of our own
+        log.debug("no job queue configured: %d job(s) left queued for recovery", len(pending))
+        return
     try:
-        from app.jobs.queue import dispatch  # the task queue lives in the app layer
-
         for job_id, eta in pending.items():
-            dispatch(job_id, eta)
+            dispatcher.dispatch(job_id, eta)
     except Exception:  # the job is committed: a worker's recovery sends it again
-        log.exception("could not send %d job(s) to the queue; recovered at worker start")
+        log.exception("could not send %d job(s) to the queue; left to recovery", len(pending))
 
 
 @event.listens_for(OrmSession, "after_transaction_end")
@@ -276,9 +291,12 @@ current_run: contextvars.ContextVar[RunState | None] = contextvars.ContextVar(
 HEARTBEAT_SECONDS = 30.0
 
 
-def report_progress(job_id: int, percent: float, message: str = "") -> None:
+def report_progress(
+    job_id: int, percent: float, message: str = "", *, engine: Engine | None = None
+) -> None:
     """Record how far a running job is (0–100) and a short message, committed at once so the
-    pages show it; also the job's heartbeat. Repeats of the same value are skipped."""
+    pages show it; also the job's heartbeat. Repeats of the same value are skipped. Inside a
+    run the runner's state says where to write; outside one, pass the ``engine``."""
     value = max(0, min(100, int(percent)))
     message = message[:200]
     state = current_run.get()
@@ -293,11 +311,10 @@ def report_progress(job_id: int, percent: float, message: str = "") -> None:
                 job.progress, job.progress_message, job.updated_at = value, message, utcnow()
                 state.session.add(job)
             return
-    engine = state.engine if state is not None and state.engine is not None else None
+    if engine is None and state is not None:
+        engine = state.engine
     if engine is None:
-        from app.jobs.queue import current
-
-        engine = current().engine
+        raise RuntimeError("report_progress outside a job's run needs an engine")
     with Session(engine) as progress_session:
         progress_session.execute(
             update(Job)
@@ -368,14 +385,14 @@ def active_for_record(session: Session, record_type: str, record_id: int | str) 
     )
 
 
-# -- admin actions -------------------------------------------------------------------------
+# -- state changes asked by a person (audited by the caller) -------------------------------
 
 
-def retry(session: Session, actor: audit.Actor, job_id: int) -> Job:
-    """Queue a failed or cancelled job again, with a fresh set of attempts."""
-    job = get_job(session, job_id)
-    if job.status not in (JobStatus.failed, JobStatus.cancelled):
-        raise JobNotRetryable()
+def requeue(session: Session, job: Job) -> Job:
+    """Queue a failed or cancelled job again, with a fresh set of attempts; it is sent to the
+    workers once the session commits."""
+    if job.status not in RETRYABLE_STATUSES:
+        raise JobStateError(f"job {job.id} is {job.status}, not failed or cancelled")
     now = utcnow()
     job.status = JobStatus.queued
     job.attempts = 0
@@ -385,23 +402,15 @@ def retry(session: Session, actor: audit.Actor, job_id: int) -> Job:
     job.updated_at = now
     session.add(job)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        "job.retry",
-        record_type=RECORD_TYPE,
-        record_id=job.id,
-        details={"kind": job.kind},
-    )
     dispatch_after_commit(session, job)
     return job
 
 
-def cancel(session: Session, actor: audit.Actor, settings: Settings, job_id: int) -> Job:
-    """Cancel a job that has not started; a message already sent for it will do nothing."""
-    job = get_job(session, job_id)
+def cancel_queued(session: Session, settings: Settings, job: Job) -> Job:
+    """Cancel a job that has not started and run its handler's give-up hook; a message
+    already sent for it will do nothing."""
     if job.status != JobStatus.queued:
-        raise JobNotCancellable()
+        raise JobStateError(f"job {job.id} is {job.status}, not queued")
     now = utcnow()
     job.status = JobStatus.cancelled
     job.finished_at = job.updated_at = now
@@ -411,12 +420,4 @@ def cancel(session: Session, actor: audit.Actor, settings: Settings, job_id: int
     if registered is not None and registered.on_give_up is not None:
         registered.on_give_up(session, settings, job)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        "job.cancel",
-        record_type=RECORD_TYPE,
-        record_id=job.id,
-        details={"kind": job.kind},
-    )
     return job

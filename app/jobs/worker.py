@@ -1,5 +1,9 @@
 """Workers: the Huey consumer run by ``accueil worker``, the same consumer as threads inside
-``accueil serve``, and a synchronous drain (tests, one-shot runs)."""
+``accueil serve``, and a synchronous drain (tests, one-shot runs).
+
+The job handlers are registered by the composition root before a worker starts
+(``app.services.flows.job_handlers.load_handlers``): this package sits below the domains
+and never imports them."""
 
 import logging
 import os
@@ -8,13 +12,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import anyio.to_thread
 from huey.consumer import Consumer
 
 from app.jobs.queue import JobQueue
 from app.jobs.recovery import live_workers, recover
-from app.services.flows.job_handlers import load_handlers
 from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")
@@ -33,7 +37,7 @@ class _ThreadConsumer(Consumer):
         pass
 
 
-def _consumer_options(queue: JobQueue, workers: int, periodic: bool) -> dict:
+def _consumer_options(queue: JobQueue, workers: int, periodic: bool) -> dict[str, Any]:
     return {
         "workers": workers,
         "worker_type": "thread",
@@ -53,8 +57,7 @@ class InProcessWorker:
         self._consumer = _ThreadConsumer(queue.huey, **_consumer_options(queue, workers, periodic))
 
     def start(self) -> None:
-        """Import the handlers, take back what a dead worker left, then start the threads."""
-        load_handlers()
+        """Take back what a dead worker left, then start the threads."""
         self.queue.worker_id = self.worker_id
         live_workers.add(self.worker_id)
         try:
@@ -92,7 +95,6 @@ async def in_process_worker(queue: JobQueue, *, enabled: bool) -> AsyncIterator[
 
 def run_worker(queue: JobQueue, *, workers: int) -> None:
     """Run the consumer in the foreground until a signal stops it (``accueil worker``)."""
-    load_handlers()
     worker_id = new_worker_id("worker")
     queue.worker_id = worker_id
     live_workers.add(worker_id)
@@ -107,7 +109,6 @@ def run_worker(queue: JobQueue, *, workers: int) -> None:
 def drain(queue: JobQueue, *, max_tasks: int = 1000) -> int:
     """Run, in this thread, every message that is due now (retries included, once due);
     returns how many ran. The same path as a worker, without threads."""
-    load_handlers()
     worker_id = new_worker_id("drain")
     previous, queue.worker_id = queue.worker_id, worker_id
     live_workers.add(worker_id)

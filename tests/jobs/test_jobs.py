@@ -1,23 +1,31 @@
 """The durable job queue: idempotent enqueue, retries with back-off, permanent failures,
-progress, the admin page, and real Huey consumers that stop, restart and recover."""
+progress, the admin page, real Huey consumers that stop, restart and recover, and the wiring
+the composition roots own (no queue of its own, handlers and periodic work registered by
+them)."""
 
+import ast
+import logging
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from app.jobs import queue as job_queue_module
 from app.jobs import store as jobs
 from app.jobs.queue import JobQueue
-from app.jobs.recovery import worker_alive
+from app.jobs.recovery import recover, worker_alive
 from app.jobs.worker import InProcessWorker, new_worker_id
 from app.main import create_app
 from app.services.core.audit import Actor
 from app.services.core.errors import InvalidInput
+from app.services.flows.job_handlers import PURGE_CONVERSATIONS
 from models.audit import AuditEvent
 from models.jobs import Job, JobStatus
 from tests.conftest import login
@@ -234,9 +242,86 @@ def test_progress_is_committed_at_once(db, job_queue) -> None:
         Job.__table__.update().where(Job.__table__.c.id == job.id).values(status="running")
     )
     db.commit()
-    jobs.report_progress(job.id, 142.7, "x" * 300)
+    with pytest.raises(RuntimeError, match="needs an engine"):  # no run, no engine given
+        jobs.report_progress(job.id, 50, "ailleurs")
+    jobs.report_progress(job.id, 142.7, "x" * 300, engine=job_queue.engine)
     job = reload(db, job)
     assert job.progress == 100 and len(job.progress_message) == 200
+
+
+def test_with_no_queue_configured_a_job_waits_for_recovery_and_no_file_is_made(
+    db, settings, engine, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    job_queue_module.reset()  # as in a script that configured no queue
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # a default queue used to land in ./data/jobs.db
+    with caplog.at_level(logging.DEBUG, logger="accueil.jobs"):
+        job = add(db, "test.record", "orphan")
+    assert "no job queue configured: 1 job(s) left queued for recovery" in caplog.text
+    assert list(workdir.iterdir()) == [] and not settings.jobs_queue_file.exists()
+    assert (reload(db, job).status, reload(db, job).attempts) == (JobStatus.queued, 0)
+
+    queue = job_queue_module.configure(settings, engine)  # a worker starts
+    try:
+        assert queue.carried_job_ids() == set()
+        assert recover(queue) == 1 and queue.carried_job_ids() == {job.id}
+        assert run_jobs(queue) == 1
+        assert reload(db, job).status == JobStatus.succeeded and runs == {"orphan": 1}
+        after = add(db, "test.record", "sent")  # from now on, sent at commit
+        assert queue.carried_job_ids() == {after.id}
+    finally:
+        queue.close()
+        job_queue_module.reset()
+    assert list(workdir.iterdir()) == []
+
+
+def test_periodic_work_is_added_by_the_composition_root_and_runs_on_the_queue(
+    app, settings, engine
+) -> None:
+    queue: JobQueue = app.state.jobs
+    try:
+        at_3_17 = {t.name for t in queue.huey.read_periodic(datetime(2030, 1, 7, 3, 17))}
+        at_3_20 = {t.name for t in queue.huey.read_periodic(datetime(2030, 1, 7, 3, 20))}
+        assert at_3_17 == {PURGE_CONVERSATIONS} and at_3_20 == {"recover_jobs"}
+    finally:
+        queue.close()
+    bare = JobQueue(settings, engine)  # what the jobs package schedules on its own
+    seen: list[tuple[object, object]] = []
+    try:
+        assert {t.name for t in bare.huey.read_periodic(datetime(2030, 1, 7, 3, 17))} == set()
+        bare.add_periodic("check", lambda e, s: seen.append((e, s)), hour="4", minute="2")
+        with pytest.raises(ValueError, match="already registered"):
+            bare.add_periodic("check", lambda e, s: None)
+        (task,) = bare.huey.read_periodic(datetime(2030, 1, 7, 4, 2))
+        bare.huey.execute(task)
+        assert seen == [(engine, bare.settings)]
+    finally:
+        bare.close()
+
+
+def test_the_job_machinery_imports_no_domain_and_no_web() -> None:
+    """Below the domains: no module of ``app/jobs`` imports a domain, the web layer or a
+    composition root, and none imports inside a function (a loop hidden, not removed)."""
+    forbidden = ("app.services", "app.web", "app.main", "app.cli", "fastapi", "starlette")
+    found = []
+    for path in sorted(Path(job_queue_module.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nested = {
+            id(node)
+            for function in ast.walk(tree)
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+            for node in ast.walk(function)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [alias.name for alias in node.names if isinstance(node, ast.Import)]
+                if any(n == f or n.startswith(f"{f}.") for n in names for f in forbidden):
+                    found.append(f"{path.name}:{node.lineno} imports {names}")
+                if id(node) in nested:
+                    found.append(f"{path.name}:{node.lineno} imports inside a function")
+    assert found == []
 
 
 def _dead_pid() -> int:

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from app.config.settings import Settings
 from app.jobs import store as jobs
+from app.services.core import job_actions
 from app.services.core.audit import Actor
 from app.services.knowledge import library as knowledge
 from app.services.knowledge.embeddings import (
@@ -20,7 +21,7 @@ from app.services.knowledge.embeddings import (
     get_embedder,
 )
 from app.services.knowledge.parsing import InvalidDocument
-from app.services.operations.demo import SAMPLE_HANDBOOK, seed_knowledge
+from app.services.operations.demo import HANDBOOKS, seed_knowledge
 from models.audit import AuditEvent
 from models.jobs import Job, JobStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
@@ -263,14 +264,17 @@ def test_no_network_call_during_ingest_and_search(db, settings, no_network, job_
     assert no_network == []
 
 
-def test_demo_seed_imports_the_sample_handbook_once(db, settings, tmp_path) -> None:
-    assert SAMPLE_HANDBOOK.parts[-3:] == ("shared", "knowledge", "livret-cabinet.md")
+def test_demo_seed_imports_the_sample_handbooks_once(db, settings, tmp_path) -> None:
+    # The demo's handbooks ship in the repository: a fresh clone seeds them.
+    assert [p.name for p in HANDBOOKS] == ["livret-cabinet.md", "consignes-patients.md"]
+    assert all(p.is_file() for p in HANDBOOKS)
     handbook = tmp_path / "livret-cabinet.md"
     handbook.write_bytes(MARKDOWN)
-    assert "importé (4 passages)" in seed_knowledge(db, settings, handbook)
+    absent = tmp_path / "absent.md"
+    first = seed_knowledge(db, settings, [handbook, absent]).splitlines()
+    assert "importé (4 passages)" in first[0] and "introuvable" in first[1]
     db.commit()
-    assert "déjà" in seed_knowledge(db, settings, handbook)
-    assert "introuvable" in seed_knowledge(db, settings, tmp_path / "absent.md")
+    assert "déjà" in seed_knowledge(db, settings, [handbook])
     assert len(rows(db)) == 1
 
 
@@ -378,7 +382,7 @@ def test_a_failing_store_is_retried_then_shown_failed_and_a_retry_succeeds(
     assert knowledge.indexed_passages(settings, document) == before  # nothing half-ingested
 
     monkeypatch.setattr(Collection, "upsert", real_upsert)
-    jobs.retry(db, ACTOR, job.id)
+    job_actions.retry(db, ACTOR, job.id)
     db.commit()
     assert run_jobs(job_queue) == 1
     db.refresh(job)

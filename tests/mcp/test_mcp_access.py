@@ -1,8 +1,9 @@
 """Access to the MCP tools, generated from what the servers themselves list over MCP: every
 tool of every area refuses callers without a valid bearer token and serves a valid one; staff
-sessions do not open the MCP endpoints and MCP tokens open no staff route; every tool is
-classified in the agent policy, each role's agent loads exactly its tools, and the policy and
-the confirmation step hold in code for every tool a role may not use or that changes data."""
+sessions do not open the MCP endpoints and MCP tokens open no staff route; every tool declares
+its effects (MCP annotations) and is known to the agent policy, each role's agent loads exactly
+its tools, and the policy and the confirmation step hold in code for every tool a role may not
+use or that is not annotated read-only."""
 
 import re
 import time
@@ -17,7 +18,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import Tool
 from sqlmodel import Session
 
-from agents.policy import READ_TOOLS, TOOLS_BY_ROLE, WRITE_TOOLS, allowed_tools
+from agents.policy import ASSISTANT_TOOLS, TOOLS_BY_ROLE, allowed_tools, needs_confirmation
 from agents.scripted_model import ScriptedChatModel, call, say
 from agents.secretary import build_secretary_agent, load_tools, open_sessions
 from app.config.settings import Settings
@@ -28,6 +29,7 @@ from mcp_servers.local import LocalServers
 from mcp_servers.runtime import VERIFIED_FOR, BearerTokenGuard
 from models.users import Role
 from prompts import RenderedPrompt, load_prompt
+from tests.mcp.served import read_only_names
 from tests.support.mcp_helpers import ADMIN, counts, events, post, rpc_call, spy_tool_calls
 from tests.support.practice import add_patient, add_practitioner
 
@@ -53,6 +55,8 @@ TOOLS, _TABLE = _served()
 ROUTES = _TABLE["routes"]
 CASES = [(area, tool) for area, tools in TOOLS.items() for tool in tools]
 ALL_TOOLS = frozenset(tool.name for _, tool in CASES)
+READS = read_only_names(tool for _, tool in CASES)
+WRITES = ALL_TOOLS - READS
 
 
 def _staff_requests() -> list[tuple[str, str]]:
@@ -204,11 +208,28 @@ def prompt() -> RenderedPrompt:
     )  # fmt: skip
 
 
-def test_the_policy_classifies_exactly_the_served_tools() -> None:
-    assert READ_TOOLS.isdisjoint(WRITE_TOOLS)
-    unclassified = ALL_TOOLS - (READ_TOOLS | WRITE_TOOLS)
-    assert not unclassified, f"served tools missing from agents/policy.py: {unclassified}"
-    stale = (READ_TOOLS | WRITE_TOOLS) - ALL_TOOLS
+@pytest.mark.parametrize(
+    ("area", "tool"), CASES, ids=[f"{area}.{tool.name}" for area, tool in CASES]
+)
+def test_every_tool_declares_its_effects(area: str, tool: Tool) -> None:
+    annotations = tool.annotations
+    assert annotations is not None, f"{area}.{tool.name} has no MCP annotations"
+    assert isinstance(annotations.readOnlyHint, bool)
+    if not annotations.readOnlyHint:  # a write says whether it overwrites and can be repeated
+        assert isinstance(annotations.destructiveHint, bool)
+        assert isinstance(annotations.idempotentHint, bool)
+
+
+def test_reads_and_writes_are_the_expected_ones() -> None:
+    assert {"find_slots", "get_letter", "search_practice_knowledge"} <= READS
+    assert {"book_appointment", "cancel_appointment", "send_preconsultation"} <= WRITES
+    assert len(WRITES) == 7
+
+
+def test_the_policy_knows_exactly_the_served_tools() -> None:
+    unknown = ALL_TOOLS - ASSISTANT_TOOLS
+    assert not unknown, f"served tools missing from agents/policy.py: {unknown}"
+    stale = ASSISTANT_TOOLS - ALL_TOOLS
     assert not stale, f"agents/policy.py names tools nobody serves: {stale}"
     assert set(TOOLS_BY_ROLE) == set(Role), "every role has an explicit tool set"
     for role in Role:
@@ -273,14 +294,16 @@ def test_physicians_may_use_every_tool_and_admins_none() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("role", [r for r in Role if allowed_tools(r) & WRITE_TOOLS])
+@pytest.mark.parametrize("role", [r for r in Role if allowed_tools(r) & WRITES])
 async def test_every_write_tool_of_a_role_waits_for_confirmation(
     engine, settings, db: Session, role: Role
 ) -> None:
     servers = LocalServers(engine, settings).for_user(1, role.value)
     allowed = allowed_tools(role)
     tools = await load_tools(servers, allowed)
-    for name in sorted(allowed & WRITE_TOOLS):
+    # The policy's confirmation set is exactly the tools not annotated read-only.
+    assert {t.name for t in tools if needs_confirmation(t)} == allowed & WRITES
+    for name in sorted(allowed & WRITES):
         model = ScriptedChatModel(script=[call(name, patient_id=1), say("Fait.")])
         agent = build_secretary_agent(
             model, tools, prompt=prompt, allowed=allowed, checkpointer=InMemorySaver()

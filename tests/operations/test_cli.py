@@ -31,6 +31,7 @@ def test_upgrade_seed_and_user_create_on_an_empty_database(
     seeded = runner.invoke(cli, ["demo", "seed", "--patients", "40"])
     assert seeded.exit_code == 0, seeded.output
     assert "3 praticiens, 40 patients" in seeded.output
+    assert seeded.output.count("Base de connaissances : « ") == 2  # the two shipped handbooks
     passwords = {
         line.split()[0]: line.split()[1]
         for line in seeded.output.splitlines()

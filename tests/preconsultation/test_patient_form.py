@@ -91,7 +91,7 @@ def test_steps_work_without_javascript_with_required_errors(
         "symptomes": ["fievre", "toux"],
         "traitements-en-cours": False,
     }
-    last = _post_step(client, path, 5, [("grossesse", "non")])
+    last = _post_step(client, path, 5, [("autres-informations", "Rien d'autre")])
     assert last.headers["location"] == f"{path}/relecture"
 
 
@@ -139,10 +139,10 @@ def test_urgent_red_flag_shows_guidance_and_marks_the_appointment(
 
 def test_disabled_answers_are_not_kept_in_the_response(client: TestClient, db: Session) -> None:
     path = _start(client, db)
-    autosave(client, path, {"motif": "Tristesse"})
-    autosave(client, path, {"moral": "triste", "idees-suicidaires": "true"}, step=2)
-    assert [f["rule"] for f in _row(db).red_flags] == ["idees-suicidaires"]
-    autosave(client, path, {"moral": "bien"}, step=2)
+    autosave(client, path, {"motif": "Fièvre"})
+    autosave(client, path, {"symptomes": ["fievre"], "temperature": "40,5 °C"}, step=2)
+    assert [f["rule"] for f in _row(db).red_flags] == ["fievre-elevee"]
+    autosave(client, path, {"symptomes": ["toux"]}, step=2)
     assert _row(db).red_flags == []  # the question is disabled: its answer no longer counts
     review = client.get(f"{path}/relecture", headers=HTML)
     client.post(
@@ -150,7 +150,7 @@ def test_disabled_answers_are_not_kept_in_the_response(client: TestClient, db: S
         data={"link_csrf": link_csrf(review.text), "csrf_token": session_csrf(review.text)},
         headers=HTML,
     )
-    assert "idees-suicidaires" not in str(_row(db).response)
+    assert "temperature" not in str(_row(db).response)
 
 
 def test_submit_with_required_missing_goes_back_to_review(client: TestClient, db: Session) -> None:

@@ -8,15 +8,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from app.services.core.calendar_names import MONTHS_FR, WEEKDAYS_FR
 from models.appointments import Appointment
 from models.patients import Patient
 from models.practice import Practitioner
 
-DAYS = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
-MONTHS = [
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-]  # fmt: skip
 TITLES = {
     "book_appointment": "Réserver un rendez-vous",
     "move_appointment": "Déplacer un rendez-vous",
@@ -86,7 +82,7 @@ class ActionPreview:
 
 
 def long_date(day: date) -> str:
-    return f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
+    return f"{WEEKDAYS_FR[day.weekday()]} {day.day} {MONTHS_FR[day.month - 1]} {day.year}"
 
 
 def local_moment(value: Any, tz: ZoneInfo) -> str:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine, make_url
@@ -133,15 +134,18 @@ def mentions(messages: Iterable[BaseMessage], extra: Iterable[Any], marks: Patie
 
 
 @contextmanager
-def open_store(settings: Settings) -> Iterator[BaseCheckpointSaver | None]:
+def open_store(settings: Settings) -> Iterator[BaseCheckpointSaver[str] | None]:
     """The conversation store, or None when it was never created (nothing to forget)."""
     url = make_url(settings.resolved_database_url)
     try:
         if url.get_backend_name() == "postgresql":
             from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg_pool import ConnectionPool
 
             conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
             with PostgresSaver.from_conn_string(conninfo) as saver:
+                # from_conn_string opens one connection (a pool is only ever passed in).
+                assert not isinstance(saver.conn, ConnectionPool)
                 row = saver.conn.execute("SELECT to_regclass('checkpoints') AS t").fetchone()
                 yield saver if row and row["t"] else None
             return
@@ -161,7 +165,7 @@ def open_store(settings: Settings) -> Iterator[BaseCheckpointSaver | None]:
         raise ConversationStoreUnavailable() from exc
 
 
-def _thread_mentions(saver: BaseCheckpointSaver, thread_id: str, marks: PatientMarks) -> bool:
+def _thread_mentions(saver: BaseCheckpointSaver[str], thread_id: str, marks: PatientMarks) -> bool:
     saved = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     if saved is None:
         return False
@@ -210,7 +214,9 @@ def conversations_about(
         if saver is None:
             return []
         for row in rows:
-            config = {"configurable": {"thread_id": row.thread_id, "checkpoint_ns": ""}}
+            config: RunnableConfig = {
+                "configurable": {"thread_id": row.thread_id, "checkpoint_ns": ""}
+            }
             saved = saver.get_tuple(config)
             if saved is None:
                 continue
@@ -261,9 +267,7 @@ def purge_stale(
         if saver is not None:
             for row in stale:
                 saver.delete_thread(row.thread_id)
-    session.exec(
-        delete(Conversation).where(col(Conversation.id).in_([row.id for row in stale]))  # type: ignore[call-overload]
-    )
+    session.exec(delete(Conversation).where(col(Conversation.id).in_([row.id for row in stale])))
     audit.record(
         session,
         actor,
@@ -284,7 +288,7 @@ def purge_expired(engine: Engine, settings: Settings) -> int:
             session.exec(
                 delete(AssistantUsage).where(
                     col(AssistantUsage.occurred_at) < utcnow() - USAGE_KEPT
-                )  # type: ignore[call-overload]
+                )
             )
             session.commit()
     except Exception as exc:  # retried tomorrow; the failure is logged without content

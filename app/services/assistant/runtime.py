@@ -5,17 +5,19 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from mcp.server.fastmcp import FastMCP
 from sqlalchemy.engine import Engine, make_url
 
 from agents.models import ModelChoice, ModelUnavailable, choose_model, make_chat_model
@@ -26,7 +28,6 @@ from agents.turns import Decision, TurnEvent, stream_turn, tool_summary, turn_in
 from app.config.settings import Settings
 from app.services.assistant.action_preview import long_date
 from app.services.core.errors import DomainError
-from mcp_servers.local import LocalServers
 from models.users import User
 from prompts import RenderedPrompt, load_prompt
 
@@ -83,14 +84,22 @@ class HistoryItem:
     status: str = ""
 
 
+class UserServers(Protocol):
+    """The practice's MCP servers as one user's agent reaches them, audited in that user's
+    name (``mcp_servers.local.LocalServers``). Handed in by whoever builds the assistant:
+    the MCP servers call the domain, so the domain does not import them."""
+
+    def for_user(self, user_id: int, user_name: str) -> Mapping[str, FastMCP]: ...
+
+
 class Assistant:
     """Owns what the secretary agent needs across requests."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, servers: UserServers) -> None:
         self.settings = settings
         self.engine = engine
-        self.servers = LocalServers(engine, settings)
-        self.checkpointer: BaseCheckpointSaver | None = None
+        self.servers = servers
+        self.checkpointer: BaseCheckpointSaver[str] | None = None
         # Tests, evaluations and benchmarks put a scripted model here.
         self.model_override: BaseChatModel | None = None
         self._models: dict[ModelChoice, BaseChatModel] = {}
@@ -124,7 +133,7 @@ class Assistant:
                 )
                 await pool.open(wait=False)
                 stack.push_async_callback(pool.close)
-                saver: BaseCheckpointSaver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+                saver: BaseCheckpointSaver[str] = AsyncPostgresSaver(pool)  # type: ignore[arg-type]  # pool of dict rows
             else:
                 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -138,7 +147,7 @@ class Assistant:
             try:
                 # Create the tables now, while no request holds a transaction (PostgreSQL's
                 # CREATE INDEX CONCURRENTLY waits for every open transaction to end).
-                await asyncio.wait_for(saver.setup(), SETUP_SECONDS)  # type: ignore[attr-defined]
+                await asyncio.wait_for(saver.setup(), SETUP_SECONDS)  # type: ignore[attr-defined]  # savers
                 self._set_up = True
             except Exception as exc:  # the database is down: retried when it is used
                 log.warning("conversation store not ready: %s", failure_name(exc))
@@ -149,7 +158,7 @@ class Assistant:
                     self._setup_task.cancel()
                 self.checkpointer = None
 
-    async def ready(self) -> BaseCheckpointSaver:
+    async def ready(self) -> BaseCheckpointSaver[str]:
         """The checkpointer, its tables created on first use; raises ``AssistantUnavailable``
         when its database cannot be reached."""
         if self.checkpointer is None:
@@ -166,7 +175,8 @@ class Assistant:
                 raise AssistantUnavailable() from exc
         return self.checkpointer
 
-    async def _setup(self, checkpointer: BaseCheckpointSaver) -> None:
+    async def _setup(self, checkpointer: BaseCheckpointSaver[str]) -> None:
+        # setup() is on the SQLite and PostgreSQL savers, not on the base class.
         await checkpointer.setup()  # type: ignore[attr-defined]
         self._set_up = True
 
@@ -207,7 +217,7 @@ class Assistant:
         )
 
     # -- turns --------------------------------------------------------------------------
-    def _config(self, thread_id: str) -> dict[str, Any]:
+    def _config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 40}
 
     @asynccontextmanager
@@ -270,6 +280,12 @@ class Assistant:
             raise ConfirmationPending(thread_id)
         self._busy[thread_id] = time.monotonic()
 
+    def release(self, thread_id: str) -> None:
+        """Give the conversation back when a turn that ``begin`` admitted will not run after
+        all (its audit could not be saved, the model could not be chosen); ``turn`` releases
+        it itself when it ends."""
+        self._busy.pop(thread_id, None)
+
     async def turn(
         self,
         user: User,
@@ -313,11 +329,11 @@ class Assistant:
                 )
             ]
         finally:
-            self._busy.pop(thread_id, None)
+            self.release(thread_id)
         for event in closing:
             yield event
 
-    async def _can_resume(self, config: dict[str, Any]) -> bool:
+    async def _can_resume(self, config: RunnableConfig) -> bool:
         if self.checkpointer is None:
             return False
         try:

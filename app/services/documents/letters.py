@@ -11,7 +11,8 @@ from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.jobs import store as jobs
-from app.services.core import audit
+from app.services.core import audit, job_actions
+from app.services.core.calendar_names import MONTHS_FR
 from app.services.core.errors import Conflict, InvalidInput, NotFound
 from app.services.documents import generated as documents
 from app.services.documents import letter_templates
@@ -28,10 +29,6 @@ PROMPT_ID = "letter_draft"
 MAX_INSTRUCTION_CHARS = 2000
 MAX_BODY_CHARS = 6000
 DRAFT_ATTEMPTS = 5  # a model that is down is retried with back-off
-MONTHS = [
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-]  # fmt: skip
 
 
 class LetterNotApproved(Conflict):
@@ -183,7 +180,7 @@ def retry_draft(session: Session, actor: audit.Actor, document_id: int) -> Job:
     job = jobs.find_job(session, job_key(document.id or 0))
     if job is None or documents.is_generated(document):
         raise NotFound("Aucune rédaction à relancer.", "No drafting to retry.")
-    return jobs.retry(session, actor, job.id or 0)
+    return job_actions.retry(session, actor, job.id or 0)
 
 
 def age_on(birth: date, day: date) -> int:
@@ -263,7 +260,7 @@ def store_draft(
 
 
 def french_date(day: date) -> str:
-    return f"{day.day}{'er' if day.day == 1 else ''} {MONTHS[day.month - 1]} {day.year}"
+    return f"{day.day}{'er' if day.day == 1 else ''} {MONTHS_FR[day.month - 1]} {day.year}"
 
 
 def _signatory(session: Session, user_id: int | None) -> dict[str, str]:

@@ -73,14 +73,14 @@ def day_rows(
             latest[p.appointment_id] = p
     rows = []
     for v in views:
-        p = latest.get(v.appointment.id or 0)
+        pre = latest.get(v.appointment.id or 0)
         rows.append(
             DayRow(
                 v,
-                p,
-                _flag_texts(p, "urgence", language),
-                _flag_texts(p, "check", language),
-                summaries.summary_state(session, p) if p is not None else None,
+                pre,
+                _flag_texts(pre, "urgence", language),
+                _flag_texts(pre, "check", language),
+                summaries.summary_state(session, pre) if pre is not None else None,
             )
         )
     rows.sort(key=lambda r: (r.priority, r.view.appointment.starts_at))

@@ -23,12 +23,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.services.core.calendar_names import MONTHS_FR
 from models.patients import Patient
 
-MONTHS = [
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-]  # fmt: skip
 SEP = r"[\s.\-]?"
 EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", re.UNICODE)
 PHONE = re.compile(
@@ -77,7 +74,7 @@ def _name_pattern(value: str) -> str:
 
 
 def _date_forms(day: date) -> list[str]:
-    month = MONTHS[day.month - 1]
+    month = MONTHS_FR[day.month - 1]
     forms = {
         f"{day:%d/%m/%Y}",
         f"{day.day}/{day.month}/{day.year}",

@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from app.services.core import audit
 from app.services.notifications import planning as notifications
+from app.services.scheduling import self_service
 from app.services.scheduling.agenda import cancel_appointment, move_appointment
 from app.services.scheduling.waiting_list import offer_freed_slot
 from models.appointments import Appointment, WaitingOffer
@@ -45,3 +46,22 @@ def move(
     notifications.appointment_moved(session, appointment, freed.starts_at, tz)  # tell the patient
     offer = offer_freed_slot(session, actor, tz, freed, freed_by_appointment_id=appointment.id)
     return appointment, offer
+
+
+def cancel_from_patient_link(
+    session: Session,
+    actor: audit.Actor,
+    tz: ZoneInfo,
+    access: self_service.LinkAccess,
+    *,
+    now: datetime | None = None,
+) -> tuple[Appointment, WaitingOffer | None]:
+    """The patient cancels through the self-service link, before the cut-off: the slot is
+    freed and offered to the waiting list, and the link cannot be used again."""
+    moment = self_service.check_cancellable(session, access, now=now)
+    assert access.appointment is not None and access.link is not None
+    cancelled, offer = cancel(
+        session, actor, tz, access.appointment.id or 0, reason="Annulé par le patient (lien)"
+    )
+    self_service.mark_used(session, access.link, moment)
+    return cancelled, offer

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from argon2 import PasswordHasher
+from argon2 import Parameters, PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
@@ -13,9 +13,24 @@ from models.types import utcnow
 from models.users import Role, User
 
 MIN_PASSWORD_LENGTH = 10
-_hasher = PasswordHasher()
+# argon2-cffi's default (RFC 9106, low memory): 64 MiB and 3 passes per hash.
+STRONG_PROFILE = profiles.RFC_9106_LOW_MEMORY
+_hasher = PasswordHasher.from_parameters(STRONG_PROFILE)
 # Verified against when the username is unknown, so both cases take the same time.
 _DUMMY_HASH = _hasher.hash("accueil-timing-equaliser")
+
+
+def use_hash_profile(profile: Parameters) -> None:
+    """Set the argon2 cost of the hashes made from now on (and of the unknown-user decoy).
+
+    Only the test suite calls this, with argon2's cheapest profile: it hashes thousands of
+    passwords, and at 64 MiB each they were its largest single cost. Production never
+    calls it and keeps ``STRONG_PROFILE`` (``tests/identity`` checks so in a fresh
+    interpreter). Hashes made under another profile still verify, since argon2 reads the
+    cost from the hash, and a successful login rehashes them with the current one."""
+    global _hasher, _DUMMY_HASH
+    _hasher = PasswordHasher.from_parameters(profile)
+    _DUMMY_HASH = _hasher.hash("accueil-timing-equaliser")
 
 
 class InvalidCredentials(InvalidInput):

@@ -117,7 +117,9 @@ def open_collection(settings: Settings, embedder: "PracticeEmbedding") -> "Colle
     try:
         return client.create_collection(
             COLLECTION,
-            embedding_function=embedder,
+            # chromadb types this as an embedder of texts *and* images (EmbeddingFunction is
+            # contravariant); ours embeds texts, all this collection ever holds.
+            embedding_function=embedder,  # type: ignore[arg-type]
             metadata={MODEL_KEY: embedder.model_id},
             configuration={"hnsw": {"space": "cosine"}},
         )

@@ -8,6 +8,7 @@ a failed job leaves the former passages (or none) and shows the failure with a r
 """
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, select
 from app.config.settings import Settings
 from app.jobs import runner as job_runner
 from app.jobs import store as jobs
-from app.services.core import audit
+from app.services.core import audit, job_actions
 from app.services.core.errors import Conflict, InvalidInput, NotFound
 from app.services.knowledge.chunking import Chunk
 from app.services.knowledge.index import (
@@ -155,7 +156,7 @@ def upload(
         for earlier in jobs.active_for_record(session, RECORD_TYPE, document.id or 0):
             older = earlier.kind == INGEST and earlier.payload.get("sha256") != sha
             if older and earlier.status == JobStatus.queued:  # superseded, not started yet
-                jobs.cancel(session, actor, settings, earlier.id or 0)
+                job_actions.cancel(session, actor, settings, earlier.id or 0)
         job = jobs.enqueue(
             session,
             INGEST,
@@ -166,7 +167,7 @@ def upload(
             dispatch=dispatch,
         )
         if job.status in (JobStatus.failed, JobStatus.cancelled):  # the same version again
-            job = jobs.retry(session, actor, job.id or 0)
+            job = job_actions.retry(session, actor, job.id or 0)
     except BaseException:
         remove_file(settings, version)  # never a current version: the content is new
         raise
@@ -291,6 +292,14 @@ def delete(session: Session, actor: audit.Actor, settings: Settings, document_id
     jobs.on_commit(session, lambda: remove_versions(settings, document_id))
 
 
+def _meta_int(meta: Mapping[str, object], key: str) -> int:
+    """A number we stored in a passage's metadata (Chroma types metadata values loosely)."""
+    value = meta[key]
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"passage metadata {key!r} is not a number: {value!r}")
+
+
 def indexed_passages(settings: Settings, document: KnowledgeDocument) -> list[Chunk]:
     """The passages stored for a document, in reading order."""
     collection = _existing_collection(settings)
@@ -300,7 +309,7 @@ def indexed_passages(settings: Settings, document: KnowledgeDocument) -> list[Ch
         where={"document_id": document.id or 0}, include=["documents", "metadatas"]
     )
     chunks = [
-        Chunk(position=int(meta["position"]), section=str(meta["section"]), text=text or "")
+        Chunk(position=_meta_int(meta, "position"), section=str(meta["section"]), text=text or "")
         for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=True)
     ]
     return sorted(chunks, key=lambda c: c.position)
@@ -332,22 +341,22 @@ def nearest_passages(
     titles = dict(
         session.exec(
             select(KnowledgeDocument.id, KnowledgeDocument.title).where(
-                col(KnowledgeDocument.id).in_({int(m["document_id"]) for m in metas}),
+                col(KnowledgeDocument.id).in_({_meta_int(m, "document_id") for m in metas}),
                 KnowledgeDocument.status == IngestionStatus.indexed,
             )
         ).all()
     )
     passages = [
         Passage(
-            document_id=int(meta["document_id"]),
-            title=titles[int(meta["document_id"])],
+            document_id=_meta_int(meta, "document_id"),
+            title=titles[_meta_int(meta, "document_id")],
             section=str(meta["section"]),
             text=text or "",
-            position=int(meta["position"]),
+            position=_meta_int(meta, "position"),
             score=round(1.0 - float(distance), 4),
         )
         for meta, text, distance in zip(metas, texts, distances, strict=True)
-        if int(meta["document_id"]) in titles
+        if _meta_int(meta, "document_id") in titles
     ]
     return passages[:k]
 

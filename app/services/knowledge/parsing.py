@@ -8,8 +8,15 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from app.services.core.errors import InvalidInput
+
+if TYPE_CHECKING:  # the parsers are imported lazily: they are heavy and only needed on upload
+    from docx.document import Document as DocxDocument
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+    from pypdf import PdfReader
 
 MEDIA_TYPES = {
     ".pdf": "application/pdf",
@@ -303,7 +310,7 @@ def _check_zip(content: bytes) -> zipfile.ZipFile:
     return archive
 
 
-def _docx_blocks(document) -> Iterable:
+def _docx_blocks(document: "DocxDocument") -> Iterable["Paragraph | Table"]:
     """Paragraphs and tables in reading order."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
@@ -384,15 +391,17 @@ def _parse_pdf(content: bytes) -> tuple[str, list[Section]]:
     return title, sections
 
 
-def _pdf_outline(reader) -> dict[int, str]:
+def _pdf_outline(reader: "PdfReader") -> dict[int, str]:
     """First-level bookmarks by page number (1-based), when the PDF has an outline."""
     found: dict[int, str] = {}
     try:
         for item in reader.outline:
             if isinstance(item, list):
                 continue
-            number = reader.get_destination_page_number(item) + 1
-            found.setdefault(number, str(item.title))
+            index = reader.get_destination_page_number(item)
+            if index is None:  # a bookmark to no page of this file names nothing
+                continue
+            found.setdefault(index + 1, str(item.title))
     except Exception:  # a damaged outline only loses the section names
         return {}
     return found

@@ -42,4 +42,5 @@ def appointment_ics(
         sequence=int(appointment.updated_at.timestamp()) // 60 % 2**31,
     )
     calendar.add_component(event)
-    return calendar.to_ical()
+    ical: bytes = calendar.to_ical()  # icalendar leaves to_ical() unannotated
+    return ical

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.jobs import store as jobs
-from app.services.core import audit
+from app.services.core import audit, job_actions
 from app.services.core.errors import Conflict, InvalidInput, NotFound
 from app.services.notifications import planning as notifications
 from models.jobs import Job, JobStatus
@@ -100,7 +100,7 @@ def retry(session: Session, actor: audit.Actor, message_id: int) -> OutboxMessag
     session.add(message)
     job = session.get(Job, message.job_id) if message.job_id else None
     if job is not None and job.status in (JobStatus.failed, JobStatus.cancelled):
-        jobs.retry(session, actor, job.id or 0)
+        job_actions.retry(session, actor, job.id or 0)
     else:
         job = jobs.enqueue(
             session,

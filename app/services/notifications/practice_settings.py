@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import time
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.services.core import audit
 from app.services.core.errors import InvalidInput
@@ -38,7 +38,7 @@ class SettingsInput:
 
 def current(session: Session) -> NotificationSettings:
     """The saved settings, or the defaults (nothing sent until an admin turns a channel on)."""
-    row = session.exec(select(NotificationSettings).order_by(NotificationSettings.id)).first()
+    row = session.exec(select(NotificationSettings).order_by(col(NotificationSettings.id))).first()
     return row if row is not None else NotificationSettings()
 
 
@@ -102,7 +102,7 @@ def save(
 ) -> NotificationSettings:
     """Check and store the settings (one row), audited with the names of the changed fields."""
     checked = check(data)
-    row = session.exec(select(NotificationSettings).order_by(NotificationSettings.id)).first()
+    row = session.exec(select(NotificationSettings).order_by(col(NotificationSettings.id))).first()
     row = row or NotificationSettings()
     changed = []
     for name, value in checked.__dict__.items():

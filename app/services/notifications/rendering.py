@@ -11,43 +11,11 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from app.services.core.calendar_names import MONTHS, WEEKDAYS
+
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LANGUAGES = ("fr", "en")
 _URL = re.compile(r"(https?://[^\s<>\"]+)")
-_DAYS = {
-    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS = {
-    "fr": (
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -68,9 +36,8 @@ def long_date(moment: datetime, tz: ZoneInfo, language: str) -> str:
     """``lundi 30 mars 2026`` / ``Monday 30 March 2026`` in the practice's time zone."""
     local = moment.astimezone(tz)
     lang = language_of(language)
-    return (
-        f"{_DAYS[lang][local.weekday()]} {local.day} {_MONTHS[lang][local.month - 1]} {local.year}"
-    )
+    weekday, month = WEEKDAYS[lang][local.weekday()], MONTHS[lang][local.month - 1]
+    return f"{weekday} {local.day} {month} {local.year}"
 
 
 def clock(moment: datetime, tz: ZoneInfo) -> str:

@@ -3,6 +3,7 @@
 import hashlib
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -22,9 +23,10 @@ from models.patients import PatientCreate, Sex
 from models.practice import Practitioner, WorkingHours
 from models.users import Role, User
 
-SAMPLE_HANDBOOK = (
-    Path(__file__).resolve().parents[4] / ".." / "shared" / "knowledge" / "livret-cabinet.md"
-).resolve()
+# The demo practice's handbooks ship inside the package, so that a fresh clone (or an
+# installed wheel) seeds the same knowledge base; evals/knowledge.py measures the search on them.
+HANDBOOKS_DIR = Path(__file__).resolve().parent / "demo_data"
+HANDBOOKS = (HANDBOOKS_DIR / "livret-cabinet.md", HANDBOOKS_DIR / "consignes-patients.md")
 DEMO_USERS = {"secretaire": Role.secretary, "medecin": Role.physician, "admin": Role.admin}
 
 # (title, first name, last name, specialty, default minutes, {weekday: [(start, end), ...]})
@@ -139,6 +141,13 @@ def _patient_data(fake: Faker, rng: random.Random) -> PatientCreate:
     )
 
 
+def _flushed_id(row_id: int | None) -> int:
+    """The primary key of a row already flushed, which the database has assigned."""
+    if row_id is None:
+        raise RuntimeError("the row was not flushed: it has no id yet")
+    return row_id
+
+
 def _practitioners(session: Session) -> list[Practitioner]:
     created = []
     for title, first, last, specialty, minutes, hours in PRACTITIONERS:
@@ -155,7 +164,7 @@ def _practitioners(session: Session) -> list[Practitioner]:
             for start, end in ranges:
                 session.add(
                     WorkingHours(
-                        practitioner_id=practitioner.id,
+                        practitioner_id=_flushed_id(practitioner.id),
                         weekday=weekday,
                         start_time=time.fromisoformat(start),
                         end_time=time.fromisoformat(end),
@@ -205,7 +214,7 @@ def _agenda(
                             )[0]
                         session.add(
                             Appointment(
-                                practitioner_id=practitioner.id,
+                                practitioner_id=_flushed_id(practitioner.id),
                                 patient_id=rng.choice(patient_ids),
                                 starts_at=start,
                                 ends_at=start + step,
@@ -231,7 +240,7 @@ def seed_demo(
     fake.seed_instance(seed)
     actor = audit.Actor.system("demo")
     practitioners = _practitioners(session)
-    patient_ids = []
+    patient_ids: list[int] = []
     seen_nir: set[str] = set()
     while len(patient_ids) < patients:
         data = _patient_data(fake, rng)
@@ -239,7 +248,8 @@ def seed_demo(
             continue
         if data.nir:
             seen_nir.add(data.nir)
-        patient_ids.append(create_patient(session, actor, data, confirm_not_duplicate=True).id)
+        patient = create_patient(session, actor, data, confirm_not_duplicate=True)
+        patient_ids.append(_flushed_id(patient.id))
     appointments = _agenda(session, settings, rng, practitioners, patient_ids)
     result = SeedResult(
         practitioners=len(practitioners), patients=len(patient_ids), appointments=appointments
@@ -274,22 +284,32 @@ def seed_demo(
     return result
 
 
-def seed_knowledge(session: Session, settings: Settings, path: Path = SAMPLE_HANDBOOK) -> str:
-    """Import the sample practice handbook into the knowledge base once; says what it did."""
+def seed_knowledge(
+    session: Session, settings: Settings, handbooks: Sequence[Path] = HANDBOOKS
+) -> str:
+    """Import the demo handbooks into the knowledge base once; says what it did, one line per
+    handbook. Each imported handbook is committed on its own, so that one that fails to index
+    does not undo the others."""
+    return "\n".join(_seed_handbook(session, settings, path) for path in handbooks)
+
+
+def _seed_handbook(session: Session, settings: Settings, path: Path) -> str:
     if not path.is_file():
-        return f"Livret d'exemple introuvable ({path}) : base de connaissances laissée vide."
+        return f"Livret d'exemple introuvable ({path}) : non importé."
     content = path.read_bytes()
     digest = hashlib.sha256(content).hexdigest()
     if session.exec(select(KnowledgeDocument).where(KnowledgeDocument.sha256 == digest)).first():
-        return "Livret d'exemple déjà dans la base de connaissances."
+        return f"Livret d'exemple « {path.name} » déjà dans la base de connaissances."
     try:
         outcome = knowledge.ingest(
             session, audit.Actor.system("demo"), settings, path.name, content
         )
     except DomainError as exc:
         session.rollback()  # the document and its job, indexed inline, are not kept
-        return f"Livret d'exemple non importé : {exc.fr}"
+        return f"Livret d'exemple « {path.name} » non importé : {exc.fr}"
     document = outcome.document
-    return (
+    note = (
         f"Base de connaissances : « {document.title} » importé ({document.chunk_count} passages)."
     )
+    session.commit()
+    return note

@@ -166,7 +166,7 @@ def search_patients(
             query = query.where(or_(col(Patient.phone).contains(digits)))
     rows = list(
         session.exec(
-            query.order_by(Patient.birth_name, Patient.first_name, Patient.id)
+            query.order_by(Patient.birth_name, Patient.first_name, col(Patient.id))
             .offset(offset)
             .limit(limit)
         ).all()

@@ -24,7 +24,7 @@ from models.users import User
 
 DEFAULT_LIFETIME = timedelta(days=7)
 MAX_IDENTITY_ATTEMPTS = 5
-LEAN_QUESTIONNAIRE = defer(Questionnaire.resource)  # type: ignore[arg-type]
+LEAN_QUESTIONNAIRE = defer(Questionnaire.resource)  # type: ignore[arg-type]  # SQLModel field, a column
 OPEN_STATUSES = (
     PreConsultationStatus.sent,
     PreConsultationStatus.opened,
@@ -436,14 +436,13 @@ def questionnaire_for(session: Session, p: PreConsultation, language: str) -> Qu
     return questionnaires.translation(session, row, language)
 
 
-def _flags(session: Session, p: PreConsultation, form: questionnaires.Form) -> list:
+def _flags(session: Session, p: PreConsultation, form: questionnaires.Form) -> list[red_flags.Flag]:
+    """Ticks, numbers, age and every free-text answer (reason, details, treatments, voice
+    transcriptions the patient kept) against the rules."""
     appointment = _appointment(session, p)
     patient = session.get(Patient, appointment.patient_id) if appointment else None
-    context = {
-        **questionnaires.enabled_answers(form, p.answers),
-        **red_flags.age_answers(patient.birth_date if patient else None, datetime.now(UTC).date()),
-    }
-    return red_flags.evaluate(red_flags.rulesets().get(form.slug), context)
+    ages = red_flags.age_answers(patient.birth_date if patient else None, datetime.now(UTC).date())
+    return red_flags.assess(form, p.answers, ages)
 
 
 def save_answers(

@@ -1,6 +1,7 @@
 """Questionnaires as FHIR R4 data: import/export, steps and questions, answers, enableWhen."""
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,14 @@ VISIT_TYPE_EXTENSION = "https://accueil.local/fhir/StructureDefinition/visit-typ
 DEFAULT_SLUG = "consultation-generale"  # the general-practice questionnaire
 QUESTION_TYPES = frozenset({"boolean", "choice", "integer", "decimal", "string", "text", "date"})
 MAX_TEXT = 2000
+FREE_TEXT_TYPES = frozenset({"string", "text"})
+MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
+MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
+UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
+# A number typed with its unit: "39°C", "39,5", "39.5 °C", "38 degrés".
+_NUMBER_WITH_UNIT = re.compile(
+    r"^\s*([+-]?\d+(?:[.,]\d+)?)\s*(?:°\s*[cC]?|[cC]|degr[ée]s?(?:\s*[cC]\w*)?|°?\s*celsius)?\s*$"
+)
 
 Answer = bool | int | float | str | list[str]
 
@@ -62,6 +71,13 @@ class Question:
     help: str = ""
     conditions: tuple[Condition, ...] = ()
     behavior: str = "all"
+    min_value: float | None = None  # FHIR minValue / maxValue extensions
+    max_value: float | None = None
+    unit: str = ""  # FHIR questionnaire-unit display, e.g. "°C"
+
+    @property
+    def free_text(self) -> bool:
+        return self.type in FREE_TEXT_TYPES
 
     def option_label(self, code: str) -> str:
         return next((o.display for o in self.options if o.code == code), code)
@@ -105,7 +121,7 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
             f"Questionnaire FHIR invalide : {exc.errors()[0]['msg']}",
             f"Invalid FHIR Questionnaire: {exc.errors()[0]['msg']}",
         ) from exc
-    normalized = json.loads(parsed.model_dump_json(exclude_none=True))
+    normalized: dict[str, Any] = json.loads(parsed.model_dump_json(exclude_none=True))
     for key in ("url", "version", "language", "title"):
         if not normalized.get(key):
             raise QuestionnaireInvalid(
@@ -130,7 +146,8 @@ def slug_of(resource: dict[str, Any]) -> str:
 def visit_type_of(resource: dict[str, Any]) -> str | None:
     for extension in resource.get("extension", []):
         if extension.get("url") == VISIT_TYPE_EXTENSION:
-            return extension.get("valueCode") or extension.get("valueString")
+            code: str | None = extension.get("valueCode") or extension.get("valueString")
+            return code
     return None
 
 
@@ -201,7 +218,8 @@ def import_bundled(session: Session) -> list[tuple[Questionnaire, bool]]:
 def export_resource(row: Questionnaire) -> dict[str, Any]:
     """The stored questionnaire as FHIR JSON, validated again on the way out."""
     parsed = FhirQuestionnaire.model_validate(row.resource)
-    return json.loads(parsed.model_dump_json(exclude_none=True))
+    exported: dict[str, Any] = json.loads(parsed.model_dump_json(exclude_none=True))
+    return exported
 
 
 def list_active(session: Session, language: str | None = None) -> list[Questionnaire]:
@@ -243,6 +261,7 @@ def translation(session: Session, row: Questionnaire, language: str) -> Question
         return row
     other = session.exec(
         select(Questionnaire)
+        # SQLModel types the class attribute as the field's value; it is a column attribute.
         .options(defer(Questionnaire.resource))  # type: ignore[arg-type]
         .where(
             Questionnaire.slug == row.slug,
@@ -283,6 +302,16 @@ def _question(item: dict[str, Any]) -> Question:
             f"La question {item['linkId']} n'a pas d'options.",
             f"Question {item['linkId']} has no options.",
         )
+    bounds: dict[str, float] = {}
+    unit = ""
+    for extension in item.get("extension", []):
+        url = extension.get("url")
+        if url in (MIN_VALUE, MAX_VALUE):
+            value = extension.get("valueDecimal", extension.get("valueInteger"))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                bounds[url] = float(value)
+        elif url == UNIT:
+            unit = str((extension.get("valueCoding") or {}).get("display", ""))
     return Question(
         link_id=item["linkId"],
         text=item.get("text", ""),
@@ -294,6 +323,9 @@ def _question(item: dict[str, Any]) -> Question:
         help=help_text,
         conditions=tuple(_condition(c) for c in item.get("enableWhen", [])),
         behavior=item.get("enableBehavior", "all"),
+        min_value=bounds.get(MIN_VALUE),
+        max_value=bounds.get(MAX_VALUE),
+        unit=unit,
     )
 
 
@@ -400,6 +432,58 @@ def _bad(question: Question, fr: str, en: str) -> InvalidInput:
     return InvalidInput(f"{question.text} : {fr}", f"{question.text}: {en}", field=question.link_id)
 
 
+def _decimal(question: Question, raw: Any) -> float:
+    """A decimal typed as people write it: a comma or a point, the unit after it or not."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    text = str(raw).strip()
+    match = _NUMBER_WITH_UNIT.match(text) if len(text) <= 40 else None
+    if match is None:
+        example = f"38,5 {question.unit}".strip()
+        raise _bad(
+            question,
+            f"nombre attendu (par exemple {example}).",
+            f"number expected (for example {example.replace(',', '.')}).",
+        )
+    return float(match.group(1).replace(",", "."))
+
+
+def _fmt(number: float, language: str) -> str:
+    text = f"{number:g}"
+    return text.replace(".", ",") if language == "fr" else text
+
+
+def _check_bounds(question: Question, number: float) -> None:
+    """Refuse an implausible value with the plausible range; a Celsius question given a
+    Fahrenheit reading (e.g. 102.2) is told so, since accepting it would hide a fever."""
+    low, high = question.min_value, question.max_value
+    if (low is None or number >= low) and (high is None or number <= high):
+        return
+    unit = f" {question.unit}" if question.unit else ""
+    if low is not None and high is not None:
+        fr_range = f"entre {_fmt(low, 'fr')} et {_fmt(high, 'fr')}{unit}"
+        en_range = f"between {_fmt(low, 'en')} and {_fmt(high, 'en')}{unit}"
+        fr = f"valeur peu plausible : indiquez une valeur {fr_range}."
+        en = f"implausible value: give a value {en_range}."
+    elif low is not None:
+        fr = f"valeur peu plausible : au moins {_fmt(low, 'fr')}{unit}."
+        en = f"implausible value: at least {_fmt(low, 'en')}{unit}."
+    else:
+        fr = f"valeur peu plausible : au plus {_fmt(high or 0, 'fr')}{unit}."
+        en = f"implausible value: at most {_fmt(high or 0, 'en')}{unit}."
+    if question.unit == "°C" and 90 <= number <= 113:
+        celsius = round((number - 32) * 5 / 9, 1)
+        fr += (
+            f" {_fmt(number, 'fr')} ressemble à des degrés Fahrenheit "
+            f"(soit environ {_fmt(celsius, 'fr')} °C) : indiquez la température en °C."
+        )
+        en += (
+            f" {_fmt(number, 'en')} looks like degrees Fahrenheit "
+            f"(about {_fmt(celsius, 'en')} °C): give the temperature in °C."
+        )
+    raise _bad(question, fr, en)
+
+
 def coerce_answer(question: Question, raw: Any) -> Answer | None:
     """A raw value (form text, JSON) as the question's type; None clears the answer."""
     if raw is None or raw == "" or raw == []:
@@ -413,7 +497,7 @@ def coerce_answer(question: Question, raw: Any) -> Answer | None:
             return [o.code for o in question.options if o.code in values]
         if len(values) != 1:
             raise _bad(question, "un seul choix possible.", "only one choice allowed.")
-        return values[0]
+        return str(values[0])  # checked above: one of the option codes
     if isinstance(raw, list):
         raise _bad(question, "une seule réponse attendue.", "one answer expected.")
     if question.type == "boolean":
@@ -431,14 +515,13 @@ def coerce_answer(question: Question, raw: Any) -> Answer | None:
             raise _bad(question, "nombre entier attendu.", "whole number expected.") from exc
         if not -100_000 <= value <= 100_000:
             raise _bad(question, "nombre hors limites.", "number out of range.")
+        _check_bounds(question, value)
         return value
     if question.type == "decimal":
-        try:
-            number = float(str(raw).strip().replace(",", "."))
-        except ValueError as exc:
-            raise _bad(question, "nombre attendu.", "number expected.") from exc
+        number = _decimal(question, raw)
         if number != number or not -100_000 <= number <= 100_000:
             raise _bad(question, "nombre hors limites.", "number out of range.")
+        _check_bounds(question, number)
         return number
     if question.type == "date":
         try:
@@ -527,7 +610,8 @@ def build_response(
         "item": items,
     }
     parsed = FhirQuestionnaireResponse.model_validate(resource)
-    return json.loads(parsed.model_dump_json(exclude_none=True))
+    response: dict[str, Any] = json.loads(parsed.model_dump_json(exclude_none=True))
+    return response
 
 
 def answers_from_response(resource: dict[str, Any]) -> dict[str, Any]:

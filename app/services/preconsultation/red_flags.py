@@ -3,11 +3,19 @@
 A condition is one of:
 ``{all: [c, ...]}``, ``{any: [c, ...]}``, ``{not: c}``, or a test on one answer by linkId:
 ``{q: id, equals: v}``, ``{q: id, in: [v, ...]}``, ``{q: id, gte: n}``, ``{q: id, lte: n}``,
-``{q: id, contains: v}`` (a chosen option, or a word in free text), ``{q: id, answered: bool}``.
+``{q: id, contains: v}`` (a chosen option, or a word in free text), ``{q: id, answered: bool}``,
+or a test on what the patient wrote: ``{text: concept}`` (the concept is affirmed in some
+free-text answer: negated, hypothetical, family, history and reported mentions do not count)
+and ``{text: concept, near: other}`` (both affirmed in the same sentence).
 Derived answers ``_age_months`` and ``_age_years`` come from the patient's birth date.
+
+The shared rule set (``questionnaire: "*"``, file ``texte-libre.yaml``) applies to every
+questionnaire; a questionnaire's own rule with the same id replaces the shared one, and a
+rule that fires hides the rules it ``supersedes`` (a graver flag for the same sign).
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -17,11 +25,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.services.core.errors import InvalidInput
+from app.services.preconsultation import questionnaires
+from app.services.preconsultation.clinical_text import (
+    FACT_CONCEPTS,
+    Findings,
+    Mention,
+    concept_names,
+    read_answers,
+)
 
 RULES_DIR = Path(__file__).resolve().parent / "questionnaires" / "rules"
 Severity = Literal["urgence", "à vérifier"]
 TESTS = ("equals", "in", "gte", "lte", "contains", "answered")
 COMBINATORS = ("all", "any", "not")
+SHARED = "*"  # the questionnaire slug of the rules that apply to every questionnaire
 
 
 class RuleInvalid(InvalidInput):
@@ -46,6 +63,15 @@ def check_condition(node: Any, path: str = "when") -> None:
         for i, child in enumerate(children):
             check_condition(child, f"{path}.{key}[{i}]")
         return
+    if "text" in node:
+        if not set(node) <= {"text", "near"}:
+            raise ValueError(
+                f"{path}: attendu {{text: concept}} ou {{text: concept, near: concept}}"
+            )
+        for key in ("text", "near"):
+            if key in node and node[key] not in concept_names():
+                raise ValueError(f"{path}: concept inconnu : {node[key]!r}")
+        return
     tests = [k for k in node if k in TESTS]
     if set(node) != {"q", *tests} or len(tests) != 1 or not isinstance(node["q"], str):
         raise ValueError(f"{path}: attendu {{q: linkId, <test>: valeur}} avec un seul test")
@@ -63,6 +89,8 @@ def check_condition(node: Any, path: str = "when") -> None:
 def referenced_questions(node: dict[str, Any]) -> set[str]:
     if "q" in node:
         return {node["q"]}
+    if "text" in node:
+        return set()
     if "not" in node:
         return referenced_questions(node["not"])
     key = "all" if "all" in node else "any"
@@ -78,6 +106,7 @@ class Rule(BaseModel):
     when: dict[str, Any]
     staff: dict[Literal["fr", "en"], str]
     guidance: dict[Literal["fr", "en"], str] | None = None
+    supersedes: tuple[str, ...] = ()
 
     @field_validator("when")
     @classmethod
@@ -102,6 +131,7 @@ class RuleSet(BaseModel):
     questionnaire: str
     version: str
     rules: tuple[Rule, ...]
+    history_fields: tuple[str, ...] = ()  # free-text answers that tell the past by nature
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "RuleSet":
@@ -109,6 +139,26 @@ class RuleSet(BaseModel):
         if len(ids) != len(set(ids)):
             raise ValueError("identifiants de règles en double")
         return self
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The patient's exact words behind a flag, where they wrote them."""
+
+    concept: str
+    field: str
+    text: str
+    start: int
+    end: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "concept": self.concept,
+            "field": self.field,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 @dataclass(frozen=True)
@@ -121,6 +171,7 @@ class Flag:
     staff_en: str
     guidance_fr: str | None
     guidance_en: str | None
+    evidence: tuple[Evidence, ...] = field(default=())
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +183,7 @@ class Flag:
             "guidance": (
                 {"fr": self.guidance_fr, "en": self.guidance_en} if self.guidance_fr else None
             ),
+            "evidence": [e.as_json() for e in self.evidence],
         }
 
 
@@ -162,27 +214,39 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def holds(node: dict[str, Any], answers: dict[str, Any]) -> bool:
-    """Evaluate one condition against answers (an unanswered question makes tests false)."""
+NO_FINDINGS = Findings()
+
+
+def _text_mentions(node: dict[str, Any], findings: Findings) -> tuple[Mention, ...]:
+    if "near" in node:
+        return findings.near(node["text"], node["near"])
+    return findings.of(node["text"])
+
+
+def holds(node: dict[str, Any], answers: dict[str, Any], findings: Findings = NO_FINDINGS) -> bool:
+    """Evaluate one condition against answers (an unanswered question makes tests false)
+    and the affirmed concepts of the free text."""
     if "all" in node:
-        return all(holds(child, answers) for child in node["all"])
+        return all(holds(child, answers, findings) for child in node["all"])
     if "any" in node:
-        return any(holds(child, answers) for child in node["any"])
+        return any(holds(child, answers, findings) for child in node["any"])
     if "not" in node:
-        return not holds(node["not"], answers)
+        return not holds(node["not"], answers, findings)
+    if "text" in node:
+        return bool(_text_mentions(node, findings))
     value = answers.get(node["q"])
     answered = value is not None and value != [] and value != ""
     if "answered" in node:
-        return answered == node["answered"]
+        return bool(answered == node["answered"])
     if not answered:
         return False
     if "equals" in node:
-        return value == node["equals"]
+        return bool(value == node["equals"])
     if "in" in node:
-        return value in node["in"]
+        return bool(value in node["in"])
     if "gte" in node or "lte" in node:
         number = _number(value)
-        bound = node.get("gte", node.get("lte"))
+        bound = float(node["gte"] if "gte" in node else node["lte"])
         if number is None:
             return False
         return number >= bound if "gte" in node else number <= bound
@@ -190,6 +254,67 @@ def holds(node: dict[str, Any], answers: dict[str, Any]) -> bool:
     if isinstance(value, list):
         return wanted in value
     return isinstance(value, str) and str(wanted).casefold() in value.casefold()
+
+
+def _evidence(node: dict[str, Any], findings: Findings) -> Iterator[Mention]:
+    """The mentions that made a fired rule's positive text tests true (none under "not")."""
+    if "all" in node or "any" in node:
+        for child in node.get("all", node.get("any", [])):
+            yield from _evidence(child, findings)
+    elif "text" in node:
+        yield from _text_mentions(node, findings)
+
+
+def rules_for(ruleset: RuleSet | None) -> tuple[tuple[Rule, str], ...]:
+    """A questionnaire's rules then the shared ones it does not redefine, with the version
+    of the set each comes from."""
+    own = ruleset.rules if ruleset else ()
+    shared = rulesets().get(SHARED)
+    ids = {r.id for r in own}
+    out = [(r, ruleset.version) for r in own] if ruleset else []
+    if shared is not None and (ruleset is None or ruleset.questionnaire != SHARED):
+        out += [(r, shared.version) for r in shared.rules if r.id not in ids]
+    return tuple(out)
+
+
+def history_fields(ruleset: RuleSet | None) -> tuple[str, ...]:
+    shared = rulesets().get(SHARED)
+    return (ruleset.history_fields if ruleset else ()) + (shared.history_fields if shared else ())
+
+
+def evaluate(
+    ruleset: RuleSet | None, answers: dict[str, Any], findings: Findings = NO_FINDINGS
+) -> list[Flag]:
+    """The flags raised by enabled answers (plus derived ages) and the affirmed concepts of
+    the free text, urgent ones first; each flag keeps the patient's words that raised it."""
+    fired = [
+        (rule, version)
+        for rule, version in rules_for(ruleset)
+        if holds(rule.when, answers, findings)
+    ]
+    hidden = {old for rule, _ in fired for old in rule.supersedes}
+    flags = []
+    for rule, version in fired:
+        if rule.id in hidden:
+            continue
+        words = dict.fromkeys(
+            Evidence(m.concept, m.field, m.text, m.start, m.end)
+            for m in _evidence(rule.when, findings)
+        )
+        flags.append(
+            Flag(
+                rule=rule.id,
+                rule_version=rule.version,
+                ruleset_version=version,
+                severity=rule.severity,
+                staff_fr=rule.staff["fr"],
+                staff_en=rule.staff["en"],
+                guidance_fr=rule.guidance["fr"] if rule.guidance else None,
+                guidance_en=rule.guidance["en"] if rule.guidance else None,
+                evidence=tuple(words),
+            )
+        )
+    return sorted(flags, key=lambda f: f.severity != "urgence")
 
 
 def age_answers(birth_date: date | None, today: date) -> dict[str, int]:
@@ -201,22 +326,17 @@ def age_answers(birth_date: date | None, today: date) -> dict[str, int]:
     return {"_age_months": months, "_age_years": months // 12}
 
 
-def evaluate(ruleset: RuleSet | None, answers: dict[str, Any]) -> list[Flag]:
-    """The flags raised by enabled answers (plus derived ages), urgent ones first."""
-    if ruleset is None:
-        return []
-    flags = [
-        Flag(
-            rule=rule.id,
-            rule_version=rule.version,
-            ruleset_version=ruleset.version,
-            severity=rule.severity,
-            staff_fr=rule.staff["fr"],
-            staff_en=rule.staff["en"],
-            guidance_fr=rule.guidance["fr"] if rule.guidance else None,
-            guidance_en=rule.guidance["en"] if rule.guidance else None,
-        )
-        for rule in ruleset.rules
-        if holds(rule.when, answers)
-    ]
-    return sorted(flags, key=lambda f: f.severity != "urgence")
+def assess(
+    form: questionnaires.Form, answers: dict[str, Any], derived: dict[str, Any] | None = None
+) -> list[Flag]:
+    """The flags of a questionnaire's answers, as the service raises them at each autosave
+    and at submit: enabled answers only, the derived ages, and every enabled free-text
+    answer read for alarm signs."""
+    ruleset = rulesets().get(form.slug)
+    enabled = questionnaires.enabled_answers(form, answers)
+    context = {**enabled, **(derived or {})}
+    fields = [k for k in enabled if form.questions[k].free_text]
+    findings = read_answers(
+        enabled, fields, history_fields=history_fields(ruleset), fact_concepts=FACT_CONCEPTS
+    )
+    return evaluate(ruleset, context, findings)

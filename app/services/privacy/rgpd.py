@@ -60,6 +60,7 @@ def _json_value(value: Any) -> Any:
 
 def _row(row: SQLModel) -> dict[str, Any]:
     """A table row as JSON-ready data, without link secrets."""
+    # SQLModel gives table models their __table__ at runtime but does not declare it.
     names = [c.key for c in row.__table__.columns]  # type: ignore[attr-defined]
     return {n: _json_value(getattr(row, n)) for n in names if n not in SECRET_FIELDS}
 
@@ -131,7 +132,7 @@ def _waiting(session: Session, patient_id: int) -> list[WaitingListEntry]:
 
 def export_patient(
     session: Session, actor: audit.Actor, patient_id: int, fmt: str, settings: Settings
-) -> dict:
+) -> dict[str, Any]:
     """Everything held about one patient, as JSON-ready data (audited as an export),
     the assistant's conversations that mention them included."""
     patient = _patient(session, patient_id)
@@ -318,10 +319,10 @@ def erase_patient(
         session.add(message)
     session.exec(
         delete(NotificationConsent).where(col(NotificationConsent.patient_id) == patient_id)
-    )  # type: ignore[call-overload]
+    )
     if appointment_ids:
         session.exec(
-            delete(AppointmentLink).where(col(AppointmentLink.appointment_id).in_(appointment_ids))  # type: ignore[call-overload]
+            delete(AppointmentLink).where(col(AppointmentLink.appointment_id).in_(appointment_ids))
         )
 
     outcome = EraseOutcome(

@@ -4,6 +4,8 @@
 import json
 from typing import Any
 
+from fpdf.enums import WrapMode
+
 from app.services.documents.practice_pdf import start_pdf
 
 SKIPPED = {"patient_id", "created_by_id", "updated_at"}
@@ -26,7 +28,9 @@ def export_pdf(data: dict[str, Any], *, practice: str) -> bytes:
 
     def line(text: str, *, size: float = 9, style: str = "") -> None:
         pdf.set_font(font.family, style, size)
-        pdf.multi_cell(0, size * 0.5, clean(text), new_x="LMARGIN", new_y="NEXT", wrapmode="CHAR")
+        pdf.multi_cell(
+            0, size * 0.5, clean(text), new_x="LMARGIN", new_y="NEXT", wrapmode=WrapMode.CHAR
+        )
 
     def record(row: dict[str, Any]) -> None:
         for key, value in row.items():

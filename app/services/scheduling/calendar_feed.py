@@ -230,4 +230,5 @@ def render_feed(
             "patient_names": with_names,
         },
     )
-    return calendar.to_ical()
+    ical: bytes = calendar.to_ical()  # icalendar leaves to_ical() unannotated
+    return ical

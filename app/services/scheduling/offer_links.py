@@ -169,10 +169,15 @@ def accept(
             session, actor, tz, offer.id or 0, source=AppointmentSource.patient, now=moment
         )
     except DomainError as exc:
-        session.refresh(offer)
-        if offer.status == OfferStatus.superseded:
+        if _stored_status(session, offer) == OfferStatus.superseded:
             raise SlotGone() from exc
         raise
+
+
+def _stored_status(session: Session, offer: WaitingOffer) -> OfferStatus:
+    """The offer's status as stored now: the failed booking may have superseded it."""
+    session.refresh(offer)
+    return offer.status
 
 
 def decline(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.services.core import audit
+from app.services.core.calendar_names import WEEKDAYS_EN, WEEKDAYS_FR
 from app.services.core.errors import Conflict, InvalidInput, NotFound
 from app.services.scheduling.agenda import LIVE_STATUSES
 from app.services.scheduling.slots import working_hours
@@ -34,8 +35,6 @@ RPPS_LENGTH = 11
 REASON_MAX = 128
 CODE_MAX, LABEL_MAX = 64, 128
 CODE_PATTERN = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
-WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 TimeRange = tuple[time, time]
 

@@ -3,16 +3,14 @@ stored hashed; the patient confirms presence or cancels up to the practice's cut
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from app.services.core import audit, link_tokens
 from app.services.core.errors import Conflict
-from app.services.flows import agenda_changes
 from app.services.notifications import practice_settings
 from app.services.preconsultation import links as pc
-from models.appointments import Appointment, AppointmentStatus, WaitingOffer
+from models.appointments import Appointment, AppointmentStatus
 from models.notifications import AppointmentLink
 from models.practice import Practitioner
 from models.questionnaires import PreConsultation
@@ -234,31 +232,28 @@ def confirm(
     return appointment
 
 
-def cancel(
-    session: Session,
-    actor: audit.Actor,
-    tz: ZoneInfo,
-    access: LinkAccess,
-    *,
-    now: datetime | None = None,
-) -> tuple[Appointment, WaitingOffer | None]:
-    """Cancel through the link, before the cut-off: the slot is freed by the scheduling
-    service (and offered to the waiting list); the link cannot be used again."""
+def check_cancellable(
+    session: Session, access: LinkAccess, *, now: datetime | None = None
+) -> datetime:
+    """Refuse a cancellation through the link once cancelled or past the practice's cut-off;
+    returns the moment the check was made (the cancellation itself is a flow: it frees the
+    slot for the waiting list, see ``app.services.flows.agenda_changes``)."""
     assert access.appointment is not None and access.link is not None
-    appointment, link = access.appointment, access.link
+    appointment = access.appointment
     moment = _now(now)
     if appointment.status == AppointmentStatus.cancelled:
         raise AlreadyCancelled()
     last, hours = cutoff(session, appointment)
     if moment >= last:
         raise TooLateToCancel(hours)
-    cancelled, offer = agenda_changes.cancel(
-        session, actor, tz, appointment.id or 0, reason="Annulé par le patient (lien)"
-    )
+    return moment
+
+
+def mark_used(session: Session, link: AppointmentLink, moment: datetime) -> None:
+    """A link that cancelled its appointment cannot be used again."""
     link.used_at = moment
     session.add(link)
     session.flush()
-    return cancelled, offer
 
 
 def questionnaire_path(

@@ -108,7 +108,7 @@ def active_practitioners(
     query = select(Practitioner).where(col(Practitioner.is_active).is_(True))
     if practitioner_id is not None:
         query = query.where(Practitioner.id == practitioner_id)
-    found = list(session.exec(query.order_by(Practitioner.id)).all())
+    found = list(session.exec(query.order_by(col(Practitioner.id))).all())
     if practitioner_id is not None and not found:
         raise NotFound("Praticien introuvable.", "Practitioner not found.")
     return found
@@ -121,10 +121,10 @@ def working_hours(
     hours: dict[int, dict[int, list[tuple[time, time]]]] = defaultdict(lambda: defaultdict(list))
     rows = session.exec(
         select(
-            WorkingHours.practitioner_id,
-            WorkingHours.weekday,
-            WorkingHours.start_time,
-            WorkingHours.end_time,
+            col(WorkingHours.practitioner_id),
+            col(WorkingHours.weekday),
+            col(WorkingHours.start_time),
+            col(WorkingHours.end_time),
         ).where(col(WorkingHours.practitioner_id).in_(practitioner_ids))
     ).all()
     for pid, weekday, start_time, end_time in rows:

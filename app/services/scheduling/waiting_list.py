@@ -339,3 +339,12 @@ def list_waiting(
             details={"entry_ids": [v.entry.id for v in views]},
         )
     return views
+
+
+def offered_patient(session: Session, actor: audit.Actor, offer_id: int) -> Patient | None:
+    """The patient a still-pending offer was made to (the agenda and the waiting list both
+    show "slot offered to …" after an offer); None once the offer is answered or expired."""
+    for row in list_waiting(session, actor):
+        if row.offer is not None and row.offer.id == offer_id:
+            return row.patient
+    return None

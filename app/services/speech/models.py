@@ -129,10 +129,15 @@ def _is_current(bundle: BundledModel, target: Path) -> bool:
     try:
         if model_file.stat().st_size != bundle.size:
             return False
-        recorded = json.loads(stamp_file.read_text("utf-8"))
+        recorded: object = json.loads(stamp_file.read_text("utf-8"))
     except (OSError, ValueError):
         return False
     return recorded == _stamp(bundle, model_file)
+
+
+def _copy_of(source: Path) -> Callable[[BinaryIO], object]:
+    """A writer for ``_write_atomically`` that copies ``source`` as it is when written."""
+    return lambda out: out.write(source.read_bytes())
 
 
 def _write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -184,7 +189,7 @@ def ensure_bundled_model(target: Path, bundle: BundledModel | None = None) -> Pa
         for other in bundle.others:
             copy = target / other.path.name
             if not copy.is_file() or copy.stat().st_size != other.size:
-                _write_atomically(copy, lambda out, src=other.path: out.write(src.read_bytes()))
+                _write_atomically(copy, _copy_of(other.path))
         if not _is_current(bundle, target):
             _join(bundle, target)
     except OSError as exc:

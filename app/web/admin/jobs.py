@@ -7,6 +7,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.jobs import store as jobs
+from app.services.core import job_actions
 from app.web.deps import AdminUser, SessionDep, SettingsDep, user_actor
 from app.web.i18n import request_language, translate
 from app.web.templating import render
@@ -97,7 +98,7 @@ def retry(
     job_id: int,
     back: Annotated[str, Form(max_length=64)] = "/admin/jobs",
 ) -> Response:
-    jobs.retry(session, user_actor(request, user), job_id)
+    job_actions.retry(session, user_actor(request, user), job_id)
     return _back(back, "retried")
 
 
@@ -110,5 +111,5 @@ def cancel(
     job_id: int,
     back: Annotated[str, Form(max_length=64)] = "/admin/jobs",
 ) -> Response:
-    jobs.cancel(session, user_actor(request, user), settings, job_id)
+    job_actions.cancel(session, user_actor(request, user), settings, job_id)
     return _back(back, "cancelled")

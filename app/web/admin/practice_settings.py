@@ -11,15 +11,15 @@ from sqlmodel import Session
 
 from app.services.core.errors import DomainError, NotFound
 from app.services.scheduling import practice_setup as setup
-from app.web.admin.practice_forms import (
+from app.web.deps import AdminUser, SessionDep, SettingsDep, user_actor
+from app.web.forms import FormCheck, PostedForm, page_language, values_of
+from app.web.practice_forms import (
     PERIOD_FIELDS,
     domain_errors,
     optional_minutes,
     period_from_form,
     period_text,
 )
-from app.web.deps import AdminUser, SessionDep, SettingsDep, user_actor
-from app.web.forms import FormCheck, PostedForm, page_language, values_of
 from app.web.templating import render
 from models.appointments import Appointment
 from models.practice import PracticeClosure

@@ -4,6 +4,7 @@ Public routes: the signed link is the credential, the birth date the second fact
 form and autosave request carries a token bound to the link.
 """
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -15,10 +16,10 @@ from app.services.core.audit import Actor
 from app.services.core.errors import InvalidInput
 from app.services.preconsultation import links as pc
 from app.services.preconsultation import questionnaires
-from app.web.api import speech as speech_http
 from app.web.deps import SessionDep, client_address, public, run_in_session
 from app.web.forms import PostedForm, page_language
 from app.web.i18n import translate
+from app.web.speech_upload import transcribe_upload
 from app.web.templating import render
 from models.appointments import Appointment
 from models.audit import ActorKind
@@ -30,8 +31,14 @@ LINK_CSRF_FIELD = "link_csrf"
 LINK_CSRF_HEADER = "x-link-csrf"
 VERIFIED_KEY = "pc_verified"
 SUBMITTED_KEY = "pc_submitted"
+ALERTED_KEY = "pc_alerted"
 PROBLEM_STATUS = {"invalid": 404, "expired": 410, "revoked": 410, "submitted": 410, "locked": 423}
 MAX_AUTOSAVE_FIELDS = 50
+MAX_REDISPLAY = 20_000  # characters of a refused answer shown back to the patient
+# C0 control characters other than tab and line breaks: PostgreSQL refuses NUL in JSON, and
+# none of them is anything a patient meant to type.
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON pairs them up: what is left is alone
 
 
 def _actor(request: Request, p: PreConsultation | None = None) -> Actor:
@@ -69,6 +76,46 @@ def _remember(request: Request, key: str, p: PreConsultation) -> None:
     request.session[key] = [*ids, p.id]
 
 
+def _readable(text: str) -> str:
+    """Posted text as the database and the page can hold it: control characters dropped, and
+    a lone surrogate (half an emoji, from a JSON client) replaced, so that nothing the patient
+    typed turns into a server error on save or on display."""
+    return _LONE_SURROGATE.sub("\ufffd", text.translate(_CONTROL))
+
+
+def _json_answer(value: Any) -> Any:
+    """One autosaved value in a shape some question takes (text, number, yes/no, a list of
+    codes), its text made readable; ``InvalidInput`` for anything else (an object, nested
+    lists), which would otherwise be stored as its Python spelling."""
+    if isinstance(value, str):
+        return _readable(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [_readable(v) for v in value]
+    raise InvalidInput("Réponse illisible.", "Unreadable answer.")
+
+
+def _urgent(request: Request, p: PreConsultation, guidance: list[str], language: str) -> list[str]:
+    """What the urgent box shows: the guidance of the urgent flags now, or, once the box has
+    been shown on this link, a reminder that stays until the answers are sent (a sign the
+    patient unticked or reworded may still be there). Only the link's id is remembered in the
+    session, never the sign."""
+    if guidance:
+        if p.id not in request.session.get(ALERTED_KEY, []):
+            _remember(request, ALERTED_KEY, p)
+        return guidance
+    if p.id in request.session.get(ALERTED_KEY, []):
+        return [translate(language, "pc.urgent.earlier")]
+    return []
+
+
+def _flag_guidance(p: PreConsultation, language: str) -> list[str]:
+    return [
+        f["guidance"].get(language) or f["guidance"]["fr"] for f in p.red_flags if f.get("guidance")
+    ]
+
+
 def _problem(request: Request, problem: str) -> Response:
     return render(
         request, "patient/problem.html", {"problem": problem}, PROBLEM_STATUS.get(problem, 400)
@@ -89,7 +136,7 @@ def _context(request: Request, session: Session, token: str, p: PreConsultation)
         },
         "link_csrf": pc.link_csrf(_secret(request), p),
         "voice_url": f"/p/{token}/voix",
-        "urgent": [f["guidance"][language] for f in p.red_flags if f.get("guidance")],
+        "urgent": _urgent(request, p, _flag_guidance(p, language), language),
         "display": lambda q, v: questionnaires.display_answer(q, v, language),
     }
 
@@ -154,11 +201,16 @@ def _step_page(
     number: int,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    typed: dict[str, Any] | None = None,
 ) -> Response:
+    """One step; ``typed`` holds the refused answers as the patient typed them, shown back in
+    their fields so that nothing is lost while the message says what to correct."""
     ctx = _context(request, session, token, p)
     steps = ctx["form"].steps
     if not 1 <= number <= len(steps):
         return RedirectResponse(f"/p/{token}/etape/1", status_code=303)
+    if typed:
+        ctx["answers"] = {**ctx["answers"], **typed}
     ctx.update(
         {"step": steps[number - 1], "number": number, "total": len(steps), "errors": errors or {}}
     )
@@ -195,23 +247,28 @@ def save_step(
     if not _csrf_ok(request, p, posted.get(LINK_CSRF_FIELD)):
         return _forbidden(request)
     language = page_language(request)
-    form = questionnaires.to_form(pc.questionnaire_for(session, p, language).resource)
-    if not 1 <= number <= len(form.steps):
+    steps = questionnaires.to_form(pc.questionnaire_for(session, p, language).resource).steps
+    if not 1 <= number <= len(steps):
         return RedirectResponse(f"/p/{token}/etape/1", status_code=303)
-    step = form.steps[number - 1]
+    step = steps[number - 1]
     raw: dict[str, Any] = {}
     for question in step.questions:
-        values = [v for v in posted.getlist(question.link_id) if isinstance(v, str)]
+        values = [_readable(v) for v in posted.getlist(question.link_id) if isinstance(v, str)]
         raw[question.link_id] = values if question.repeats else (values[0] if values else None)
     move = posted.get("nav")
     _, errors = pc.save_step(
         session, _actor(request, p), p, step, raw, require=move != "back", language=language
     )
     if errors:
-        return _step_page(request, session, token, p, number, errors, 422)
+        typed = {
+            k: v[:MAX_REDISPLAY] if isinstance(v, str) else v
+            for k, v in raw.items()
+            if k in errors and v not in (None, [])
+        }
+        return _step_page(request, session, token, p, number, errors, 422, typed)
     if move == "back":
         target = f"/p/{token}/etape/{max(1, number - 1)}"
-    elif move == "review" or number >= len(form.steps):
+    elif move == "review" or number >= len(steps):
         target = f"/p/{token}/relecture"
     else:
         target = f"/p/{token}/etape/{number + 1}"
@@ -270,18 +327,29 @@ def _autosave(request: Request, session: Session, token: str, body: Any) -> Resp
         answers = body.get("answers") if isinstance(body, dict) else None
         if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:
             raise InvalidInput("Réponses illisibles.", "Unreadable answers.")
-        result, errors = pc.save_valid(session, _actor(request, p), p, answers, language)
+        readable: dict[str, Any] = {}
+        unreadable: dict[str, str] = {}
+        for link_id, value in answers.items():
+            try:
+                readable[link_id] = _json_answer(value)
+            except InvalidInput as exc:
+                unreadable[link_id[:64]] = exc.message(language)
+        result, errors = pc.save_valid(session, _actor(request, p), p, readable, language)
+        errors = unreadable | errors
+        guidance = [
+            (f.guidance_en if language == "en" else f.guidance_fr) or ""
+            for f in result.flags
+            if f.guidance_fr
+        ]
+        # The box shows what the server says, the latest evaluation of the saved answers:
+        # the same list the next page renders without JavaScript.
         return JSONResponse(
             {
-                "saved": sorted(k for k in answers if k not in errors),
+                "saved": sorted(k for k in readable if k not in errors),
                 "errors": errors,
                 "detail": " ".join(errors.values()),
                 "enabled": result.enabled,
-                "urgent": [
-                    f.guidance_en if language == "en" else f.guidance_fr
-                    for f in result.flags
-                    if f.guidance_fr
-                ],
+                "urgent": _urgent(request, p, guidance, language),
             }
         )
 
@@ -305,7 +373,7 @@ async def voice_answer(request: Request, session: SessionDep, token: Token) -> R
     if not _csrf_ok(request, p, request.headers.get(LINK_CSRF_HEADER)):
         return JSONResponse({"detail": translate(language, "speech.expired")}, status_code=403)
     appointment = await run_in_threadpool(session.get, Appointment, p.appointment_id)
-    return await speech_http.transcribe_upload(
+    return await transcribe_upload(
         request,
         session,
         _actor(request, p),
@@ -359,5 +427,5 @@ def done_page(request: Request, session: SessionDep, token: Token) -> Response:
     ):
         return _problem(request, access.problem or "invalid")
     language = page_language(request)
-    urgent = [f["guidance"][language] for f in p.red_flags if f.get("guidance")]
+    urgent = _urgent(request, p, _flag_guidance(p, language), language)
     return render(request, "patient/done.html", {"urgent": urgent})

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 
 from app.services.core.audit import Actor
 from app.services.core.errors import DomainError
+from app.services.flows import agenda_changes
 from app.services.notifications import consent as notification_consent
 from app.services.scheduling import offer_links, self_service
 from app.web.deps import SessionDep, client_address, public
@@ -148,7 +149,9 @@ def cancel(request: Request, session: SessionDep, token: Token, form: PostedForm
         return opened
     access, actor = opened
     try:
-        self_service.cancel(session, actor, request.app.state.settings.tz, access)
+        agenda_changes.cancel_from_patient_link(
+            session, actor, request.app.state.settings.tz, access
+        )
     except DomainError as exc:
         message = exc.message(page_language(request))
         return _appointment_page(

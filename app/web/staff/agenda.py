@@ -24,6 +24,7 @@ from app.services.scheduling.agenda import (
 )
 from app.services.scheduling.practice_setup import list_visit_types
 from app.services.scheduling.slots import Slot, SlotQuery, active_practitioners, find_slots
+from app.services.scheduling.waiting_list import offered_patient
 from app.web.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
 from app.web.forms import (
     FormCheck,
@@ -34,7 +35,6 @@ from app.web.forms import (
     patient_choices,
     values_of,
 )
-from app.web.staff.waiting_list import offer_patient
 from app.web.templating import render
 from models.appointments import AppointmentStatus
 from models.practice import Practitioner
@@ -323,7 +323,7 @@ def _detail(
             "past": appointment.starts_at <= now
             and appointment.status != AppointmentStatus.cancelled,
             "notice": notice if notice in NOTICES else "",
-            "offered": offer_patient(session, actor, offer_id) if offer_id else None,
+            "offered": offered_patient(session, actor, offer_id) if offer_id else None,
             "errors": errors or [],
             "move": move_values or {"date": start[0], "time": start[1]},
             "suggestions": alternatives or [],
@@ -389,7 +389,7 @@ def move_from_form(
         errors = check.domain_error(exc)
         page["status"] = exc.status_code
         return _detail(request, session, user, appointment_id, errors=errors, **page)
-    return RedirectResponse(_detail_url(appointment_id, "moved", offer and offer.id), 303)
+    return RedirectResponse(_detail_url(appointment_id, "moved", offer.id if offer else None), 303)
 
 
 @router.post("/appointments/{appointment_id}/cancel", summary="Cancel an appointment")
@@ -415,7 +415,9 @@ def cancel_from_form(
         return _detail(
             request, session, user, appointment_id, errors=errors, status=exc.status_code
         )
-    return RedirectResponse(_detail_url(appointment_id, "cancelled", offer and offer.id), 303)
+    return RedirectResponse(
+        _detail_url(appointment_id, "cancelled", offer.id if offer else None), 303
+    )
 
 
 @router.post("/appointments/{appointment_id}/attendance", summary="Mark honoured or missed")

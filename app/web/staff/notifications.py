@@ -1,7 +1,8 @@
 """Staff pages of patient notifications: the outbox (filters, retry), a patient's consent per
 channel, and for admins the settings (with a test message) and the no-show statistics."""
 
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -41,7 +42,10 @@ SETTINGS_FIELDS = (
 SETTINGS_DONE = frozenset({"saved", "test"})
 
 
-def _enum(value: str, kind: type) -> object | None:
+E = TypeVar("E", bound=Enum)
+
+
+def _enum(value: str, kind: type[E]) -> E | None:
     return kind(value) if value in {item.value for item in kind} else None
 
 
@@ -58,9 +62,9 @@ def outbox_page(
     done: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
     filters = notification_outbox.OutboxFilter(
-        status=_enum(status, MessageStatus),  # type: ignore[arg-type]
-        kind=_enum(kind, MessageKind),  # type: ignore[arg-type]
-        channel=_enum(channel, Channel),  # type: ignore[arg-type]
+        status=_enum(status, MessageStatus),
+        kind=_enum(kind, MessageKind),
+        channel=_enum(channel, Channel),
         patient_id=patient,
     )
     rows, total = notification_outbox.list_messages(
@@ -157,7 +161,7 @@ def record_consent(
         session,
         user_actor(request, user),
         patient_id,
-        channel,  # type: ignore[arg-type]
+        channel,
         opted_out=choice == "opt_out",
         user_id=user.id,
     )
@@ -283,7 +287,7 @@ def send_test(
         message = notification_outbox.send_test(
             session,
             user_actor(request, user),
-            channel,  # type: ignore[arg-type]
+            channel,
             values.get("test_address", ""),
         )
     except DomainError as exc:

@@ -2,7 +2,7 @@
 and the review actions: edit, approve, reject, rate."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -72,7 +72,7 @@ def document_page(
     document = documents.read(session, actor, document_id)
     patient = session.get(Patient, document.patient_id)
     history = documents.versions(session, document_id)
-    context = {
+    context: dict[str, Any] = {
         "document": document,
         "patient": patient,
         "history": history,

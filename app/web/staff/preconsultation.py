@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.jobs import store as jobs
+from app.services.core import job_actions
 from app.services.core.errors import NotFound
 from app.services.preconsultation import links as pc
 from app.services.preconsultation import summaries
@@ -65,5 +66,5 @@ def retry_summary(
     job = jobs.find_job(session, summaries.job_key(p.id or 0)) if p else None
     if job is None:
         raise NotFound("Aucun résumé à relancer.", "No summary to retry.")
-    jobs.retry(session, user_actor(request, user), job.id or 0)
+    job_actions.retry(session, user_actor(request, user), job.id or 0)
     return RedirectResponse(f"/agenda/appointments/{appointment_id}", status_code=303)

@@ -1,5 +1,7 @@
 """The secretary assistant: the chat page at ``/secretariat`` and its streaming JSON API.
-Each turn streams newline-delimited JSON events; write actions wait for a decision."""
+Each turn streams newline-delimited JSON events; write actions wait for a decision. The turn
+itself (checks, audit, token usage, the order of its closing events) is
+``app.services.assistant.turns``: these routes validate, call it and stream."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -10,17 +12,11 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from sqlmodel import Session
 
-from agents.usage import TokenMeter
+from agents.turns import TurnEvent
 from app.services.assistant import conversations, token_budget
 from app.services.assistant.action_preview import describe
-from app.services.assistant.runtime import (
-    CLOSING_EVENTS,
-    Assistant,
-    ConfirmationPending,
-    TurnInProgress,
-)
-from app.services.core import audit
-from app.services.core.errors import Conflict
+from app.services.assistant.runtime import Assistant
+from app.services.assistant.turns import ActionDecision, AssistantTurns, BegunTurn
 from app.web.deps import PatientStaffUser, SessionDep, user_actor
 from app.web.forms import page_language
 from app.web.i18n import translate
@@ -63,12 +59,6 @@ def _assistant(request: Request) -> Assistant:
     return request.app.state.assistant
 
 
-def _check_budget(request: Request, session: Session, user: User) -> None:
-    """429 when the user's daily token budget is spent (before anything is saved)."""
-    settings = request.app.state.settings
-    token_budget.check(session, user, per_day=settings.assistant_tokens_per_day, tz=settings.tz)
-
-
 def _budget(request: Request, session: Session, user: User) -> token_budget.Budget:
     per_day = request.app.state.settings.assistant_tokens_per_day
     return token_budget.budget(session, user, per_day=per_day)
@@ -87,7 +77,24 @@ def budget_line(language: str, budget: token_budget.Budget) -> str:
     )
 
 
-def _stream(events: AsyncIterator[Any]) -> StreamingResponse:
+def _turns(request: Request) -> AssistantTurns:
+    engine = request.app.state.engine
+    return AssistantTurns(
+        _assistant(request),
+        lambda: Session(engine, expire_on_commit=False),
+        request.app.state.settings,
+    )
+
+
+def _stream(request: Request, turn: BegunTurn) -> StreamingResponse:
+    """The turn's events as JSON lines; ``done`` and ``error`` carry the budget line."""
+    language = page_language(request)
+
+    def show_budget(budget: token_budget.Budget) -> dict[str, Any]:
+        return {"text": budget_line(language, budget), "spent": budget.spent}
+
+    events: AsyncIterator[TurnEvent] = _turns(request).events(turn, show_budget)
+
     async def lines() -> AsyncIterator[str]:
         async for event in events:
             yield event.as_json() + "\n"
@@ -97,76 +104,6 @@ def _stream(events: AsyncIterator[Any]) -> StreamingResponse:
         media_type="application/x-ndjson",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-
-
-async def _begin(request: Request, user: User, thread_id: str, decisions=None) -> None:
-    try:
-        await _assistant(request).begin(user, thread_id, decisions=decisions)
-    except TurnInProgress as exc:
-        raise Conflict(
-            "Une réponse est déjà en cours dans cette conversation.",
-            "An answer is already being written in this conversation.",
-        ) from exc
-    except ConfirmationPending as exc:
-        raise Conflict(
-            "Confirmez, modifiez ou refusez d'abord l'action proposée.",
-            "First confirm, edit or refuse the proposed action.",
-        ) from exc
-
-
-async def _turn(
-    request: Request,
-    user: User,
-    conversation_id: int,
-    thread_id: str,
-    *,
-    message: str | None = None,
-    decisions: list[dict[str, Any]] | None = None,
-) -> AsyncIterator[Any]:
-    """The turn's events; the conversation is touched once the turn has ended. The tokens
-    the turn consumed are stored even when it fails or the page goes away mid-answer."""
-    assistant = _assistant(request)
-    label = (await assistant.amodel_choice()).label
-    meter = TokenMeter()
-
-    def record_usage() -> None:
-        usage = meter.usage
-        with Session(request.app.state.engine) as session:
-            if token_budget.record(
-                session, user, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                model_calls=usage.calls, estimated=usage.estimated, model=label,
-            ):  # fmt: skip
-                session.commit()
-
-    # The closing events go out once usage and the conversation are saved: a page that
-    # reloads or lists conversations right after them sees the turn counted.
-    closing: list[Any] = []
-    try:
-        async for event in assistant.turn(
-            user, thread_id, message=message, decisions=decisions, callbacks=[meter]
-        ):
-            if event.type in CLOSING_EVENTS:
-                closing.append(event)
-            else:
-                yield event
-    finally:
-        with anyio.CancelScope(shield=True):
-            await in_thread(record_usage)
-
-    def touch() -> token_budget.Budget:
-        with Session(request.app.state.engine) as session:
-            conversation = conversations.owned(session, user, conversation_id)
-            conversations.touch(session, conversation, first_message=message, model=label)
-            session.commit()
-            return _budget(request, session, user)
-
-    budget = await in_thread(touch)
-    language = page_language(request)
-    for event in closing:  # the page updates the budget line from the last event
-        if event.type in ("done", "error"):
-            event.data["budget"] = {"text": budget_line(language, budget), "spent": budget.spent}
-    for event in closing:
-        yield event
 
 
 @router.get("/secretariat", include_in_schema=False)
@@ -242,94 +179,29 @@ async def conversation_state(
 
 @router.post("/api/secretariat/c/{conversation_id}/messages")
 async def send_message(
-    request: Request,
-    conversation_id: int,
-    body: MessageIn,
-    session: SessionDep,
-    user: PatientStaffUser,
+    request: Request, conversation_id: int, body: MessageIn, user: PatientStaffUser
 ) -> StreamingResponse:
     """Send a message; the answer streams back as JSON lines."""
-    conversation = await in_thread(conversations.owned, session, user, conversation_id)
-    settings = request.app.state.settings
-    await in_thread(
-        lambda: conversations.check_rate(
-            session,
-            user,
-            per_minute=settings.assistant_messages_per_minute,
-            per_day=settings.assistant_messages_per_day,
-        )
-    )
-    await in_thread(_check_budget, request, session, user)
-    await _begin(request, user, conversation.thread_id)
     actor = user_actor(request, user)
-
-    def record() -> None:
-        audit.record(
-            session, actor, "assistant.message", record_type="conversation",
-            record_id=conversation.id,
-        )  # fmt: skip
-        session.commit()
-
-    await in_thread(record)
-    return _stream(
-        _turn(request, user, conversation_id, conversation.thread_id, message=body.message)
-    )
+    turn = await _turns(request).begin_message(user, actor, conversation_id, body.message)
+    return _stream(request, turn)
 
 
 @router.post("/api/secretariat/c/{conversation_id}/decisions")
 async def decide(
-    request: Request,
-    conversation_id: int,
-    body: DecisionsIn,
-    session: SessionDep,
-    user: PatientStaffUser,
+    request: Request, conversation_id: int, body: DecisionsIn, user: PatientStaffUser
 ) -> StreamingResponse:
     """Approve, edit or refuse the proposed actions; approved ones run, then the turn goes on."""
-    conversation = await in_thread(conversations.owned, session, user, conversation_id)
-    assistant = _assistant(request)
-    pending = await assistant.pending(user, conversation.thread_id)
-    if len(body.decisions) != len(pending):
-        raise Conflict(
-            "Le nombre de décisions ne correspond pas aux actions proposées.",
-            "The number of decisions does not match the proposed actions.",
-        )
-    decisions: list[dict[str, Any]] = []
+    decided = [ActionDecision(d.type, d.args, d.message) for d in body.decisions]
     actor = user_actor(request, user)
-    events: list[tuple[str, str]] = []
-    for proposed, decision in zip(pending, body.decisions, strict=True):
-        if decision.type == "edit":
-            args = {**proposed["args"], **(decision.args or {})}
-            decisions.append(
-                {"type": "edit", "edited_action": {"name": proposed["name"], "args": args}}
-            )
-        elif decision.type == "reject":
-            reason = decision.message or "La secrétaire a refusé cette action."
-            decisions.append({"type": "reject", "message": reason})
-        else:
-            decisions.append({"type": "approve"})
-        events.append((f"assistant.{decision.type}", proposed["name"]))
-    await _begin(request, user, conversation.thread_id, decisions=decisions)
-
-    def record() -> None:
-        for action, tool in events:
-            audit.record(
-                session, actor, action, record_type="conversation", record_id=conversation.id,
-                details={"tool": tool},
-            )  # fmt: skip
-        session.commit()
-
-    await in_thread(record)
-    return _stream(
-        _turn(request, user, conversation_id, conversation.thread_id, decisions=decisions)
-    )
+    turn = await _turns(request).begin_decisions(user, actor, conversation_id, decided)
+    return _stream(request, turn)
 
 
 @router.post("/api/secretariat/c/{conversation_id}/retry")
 async def retry(
-    request: Request, conversation_id: int, session: SessionDep, user: PatientStaffUser
+    request: Request, conversation_id: int, user: PatientStaffUser
 ) -> StreamingResponse:
     """Go on from the last saved step after a failure (the model was down)."""
-    conversation = await in_thread(conversations.owned, session, user, conversation_id)
-    await in_thread(_check_budget, request, session, user)
-    await _begin(request, user, conversation.thread_id)
-    return _stream(_turn(request, user, conversation_id, conversation.thread_id))
+    turn = await _turns(request).begin_retry(user, conversation_id)
+    return _stream(request, turn)

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.services.core.audit import Actor
 from app.services.core.errors import DomainError
 from app.services.scheduling import waiting_list
 from app.services.scheduling.slots import active_practitioners
@@ -22,7 +21,6 @@ from app.web.forms import (
 )
 from app.web.templating import render
 from models.appointments import PartOfDay
-from models.patients import Patient
 from models.users import User
 
 router = APIRouter(prefix="/liste-attente", tags=["pages"])
@@ -38,14 +36,6 @@ ADD_FIELDS = (
     "q",
 )
 NOTICES = frozenset({"added", "booked", "declined", "withdrawn"})
-
-
-def offer_patient(session: Session, actor: Actor, offer_id: int) -> Patient | None:
-    """The patient a still-pending offer was made to (for the "créneau proposé à" notice)."""
-    for row in waiting_list.list_waiting(session, actor):
-        if row.offer is not None and row.offer.id == offer_id:
-            return row.patient
-    return None
 
 
 def _page(
@@ -196,7 +186,7 @@ def decline(
         )
     except DomainError as exc:
         return _refused(request, session, user, exc)
-    return RedirectResponse(_list_url("declined", offer=following and following.id), 303)
+    return RedirectResponse(_list_url("declined", offer=following.id if following else None), 303)
 
 
 @router.post("/{entry_id}/withdraw", summary="Take a patient off the waiting list")

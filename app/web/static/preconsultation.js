@@ -28,6 +28,9 @@
   }[lang];
   var timers = {};
   var flushing = false;
+  // Typing pauses this long before its answer is sent (a change or leaving the field sends at
+  // once): short enough for the urgent box to follow the words, long enough not to send each key.
+  var PAUSE_MS = 500;
 
   function say(message, offline) {
     if (!status) { return; }
@@ -78,9 +81,17 @@
     });
   }
 
+  /* The server's latest evaluation decides what the box says. Once shown, the box stays until
+     the answers are sent: the server then sends its "earlier" reminder, and should it send
+     nothing (an older page), the reminder written in the page takes the guidance's place. */
   function showUrgent(messages) {
     if (!urgent || !urgentList) { return; }
     var had = !urgent.hidden;
+    if (!messages.length && had) { messages = [urgent.getAttribute("data-earlier")]; }
+    var same = messages.length === urgentList.children.length && messages.every(function (m, i) {
+      return urgentList.children[i].textContent === m;
+    });
+    if (same && had === (messages.length > 0)) { return; }  // unchanged: no new announcement
     urgentList.textContent = "";
     messages.forEach(function (m) {
       var li = document.createElement("li");
@@ -88,7 +99,7 @@
       urgentList.appendChild(li);
     });
     urgent.hidden = messages.length === 0;
-    if (!had && messages.length) { urgent.scrollIntoView({ block: "start" }); }
+    if (!had && messages.length) { urgent.scrollIntoView({ block: "nearest" }); }
   }
 
   function send(answers) {
@@ -131,6 +142,7 @@
       } else {
         writeQueue(latest);  // refused for good (invalid value, link spent): do not retry
         say(text.refused + (result.body.detail || result.response.status), false);
+        if (Object.keys(latest).length) { flush(); }  // changes made meanwhile still go out
       }
     }).catch(function () {
       flushing = false;
@@ -159,7 +171,7 @@
     queue[target.name] = valueOf(target.name);
     writeQueue(queue);
     window.clearTimeout(timers[target.name]);
-    timers[target.name] = window.setTimeout(flush, 700);
+    timers[target.name] = window.setTimeout(flush, PAUSE_MS);
   });
 
   // Answers typed while offline (and maybe reloaded since) go back into the form, then out.

@@ -12,7 +12,7 @@ Create Date: 2026-11-23 07:05:01.811524
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import models.types

@@ -12,7 +12,7 @@ Create Date: 2026-11-23 10:45:44.324155
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import models.types

@@ -11,7 +11,7 @@ Create Date: 2026-11-23 06:45:16.747543
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import models.types
