@@ -1,5 +1,6 @@
-"""The model factory: one setting picks Ollama, the embedded GGUF model or an OpenAI-compatible
-server; ``auto`` uses Ollama when it answers and falls back to the embedded model."""
+"""The model factory: one setting picks Ollama, the deterministic ``rules`` assistant, the
+embedded GGUF model or an OpenAI-compatible server; ``auto`` uses Ollama when it serves the
+model and falls back to ``rules`` (it needs no GPU and never makes things up)."""
 
 import threading
 import time
@@ -10,9 +11,11 @@ from typing import Literal
 import httpx
 from langchain_core.language_models import BaseChatModel
 
+from agents.rules.model import RulesChatModel
 from app.config.settings import Settings
 
-Provider = Literal["ollama", "embedded", "openai"]
+Provider = Literal["ollama", "rules", "embedded", "openai"]
+RULES_NAME = "rules"
 PROBE_TTL_SECONDS = 30.0
 
 
@@ -26,7 +29,13 @@ class ModelChoice:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.provider})"
+        return self.name if self.provider == "rules" else f"{self.name} ({self.provider})"
+
+    @property
+    def writes_free_text(self) -> bool:
+        """Whether it can write prose (summaries, letters): not the rules assistant nor the
+        bundled demonstration model."""
+        return self.provider != "rules" and not self.demo
 
 
 class ModelUnavailable(RuntimeError):
@@ -71,7 +80,9 @@ def choose_model(settings: Settings) -> ModelChoice:
     """The model the assistant uses now, following ``llm_provider``."""
     provider = settings.llm_provider
     if provider == "auto":
-        provider = "ollama" if ollama_serves(settings) else "embedded"
+        provider = "ollama" if ollama_serves(settings) else "rules"
+    if provider == "rules":
+        return ModelChoice("rules", RULES_NAME)
     if provider == "embedded":
         path = embedded_model_path(settings)
         return ModelChoice("embedded", path.stem, demo=settings.embedded_model_path is None)
@@ -80,6 +91,8 @@ def choose_model(settings: Settings) -> ModelChoice:
 
 def make_chat_model(settings: Settings, choice: ModelChoice) -> BaseChatModel:
     """A streaming LangChain chat model for the chosen provider."""
+    if choice.provider == "rules":
+        return RulesChatModel(timezone=settings.timezone)
     if choice.provider == "ollama":
         from langchain_ollama import ChatOllama
 

@@ -40,13 +40,17 @@ def serve(
     """Start the web application."""
     import uvicorn
 
+    # X-Forwarded-For/-Proto are believed only from ACCUEIL_TRUSTED_PROXIES (none by default),
+    # not from uvicorn's default of 127.0.0.1: the login limits count per client address.
+    trusted_proxies = get_settings().trusted_proxies
     uvicorn.run(
         "app.asgi:app",
         host=host,
         port=port,
         reload=reload,
         workers=workers,
-        proxy_headers=True,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=",".join(trusted_proxies) or None,
         access_log=False,  # app.web.middleware.RequestLog logs requests without query strings
     )
 

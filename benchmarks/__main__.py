@@ -3,6 +3,7 @@
 import sys
 
 from benchmarks import (
+    agenda_grid,
     assistant,
     autosave,
     knowledge,
@@ -10,6 +11,7 @@ from benchmarks import (
     mixed_load,
     notifications,
     red_flags,
+    rules_provider,
     scheduling,
     speech,
     web,
@@ -17,6 +19,7 @@ from benchmarks import (
 from benchmarks.report import Report
 
 SUITES = {
+    "agenda_grid": agenda_grid.run,
     "assistant": assistant.run,
     "autosave": autosave.run,
     "mixed_load": mixed_load.run,
@@ -27,6 +30,7 @@ SUITES = {
     "speech": speech.run,
     "notifications": notifications.run,
     "red_flags": red_flags.run,
+    "rules_provider": rules_provider.run,
 }
 
 

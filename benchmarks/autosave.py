@@ -106,7 +106,10 @@ async def _patient(client: httpx.AsyncClient, path: str) -> tuple[dict[str, str]
 
 
 def _body(counter: int) -> dict[str, dict[str, str]]:
-    return {"answers": {"motif": f"Toux depuis {counter % 9 + 1} jours"}}
+    # A new text at every autosave, as a patient typing: the free-text reading (issue 15)
+    # cannot answer from its cache, the worst case for the route.
+    motif = f"Toux depuis {counter % 9 + 1} jours, un peu de fièvre le soir (note {counter})"
+    return {"answers": {"motif": motif}}
 
 
 async def _paced(
@@ -146,6 +149,10 @@ async def _drive(base: str, paths: list[str]) -> dict[str, tuple[list[float], in
     clients = [httpx.AsyncClient(base_url=base, timeout=10) for _ in paths]
     try:
         patients = [await _patient(c, p) for c, p in zip(clients, paths, strict=True)]
+        # One autosave first, with time to spare: it waits for the free-text pipeline the
+        # server builds at start-up (seconds), which a practice pays once, not per answer.
+        headers, path = patients[0]
+        await clients[0].post(f"{path}/answers", json=_body(0), headers=headers, timeout=180)
         latencies: list[float] = []
         errors = 0
         deadline = time.perf_counter() + DURATION_SECONDS

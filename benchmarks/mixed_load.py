@@ -127,6 +127,7 @@ def _seed(engine: Any, settings: Any, config: LoadConfig) -> dict[str, Any]:
     from models.appointments import Appointment, AppointmentStatus
     from models.patients import Patient
     from models.practice import Practitioner
+    from models.questionnaires import PreConsultation
     from models.users import Role
 
     actor = Actor.system("benchmark")
@@ -162,6 +163,8 @@ def _seed(engine: Any, settings: Any, config: LoadConfig) -> dict[str, Any]:
             )
             .order_by(col(Appointment.starts_at))
         ).all()
+        taken = set(session.exec(select(PreConsultation.appointment_id)).all())
+        upcoming = [row for row in upcoming if row[0].id not in taken]  # the demo's own ones
         if len(upcoming) < config.patients + 1:
             raise RuntimeError(f"only {len(upcoming)} upcoming appointments: add demo patients")
         links = []

@@ -5,9 +5,10 @@ the free text left out.
 Each autosave of a patient typing brings a new text (a few more words), so every timed call
 reads a text it has never seen (no cache hit); the other answers are unchanged. The pipelines
 are built before timing (``clinical_text.warm``), as a server does at its first autosave.
-Goal: at most 5 ms p95 added. The added time does not touch the database, so it is the same
-on SQLite and PostgreSQL; the autosave suite (``python -m benchmarks autosave``) measures the
-whole route, with the reading, on both.
+Goal: at most 5 ms p95 added (wall time; the CPU time is reported too, as the wall time of a
+loaded shared machine is mostly waiting for a core). The added time does not touch the
+database, so it is the same on SQLite and PostgreSQL; the autosave suite
+(``python -m benchmarks autosave``) measures the whole route, with the reading, on both.
 """
 
 import json
@@ -53,14 +54,17 @@ def run(report: Report) -> None:
     red_flags.assess(form, {**base, "motif": "warm-up"}, ages)
     with_text: list[float] = []
     without_text: list[float] = []
+    cpu_added: list[float] = []
     for text in _texts():
         answers = {**base, "motif": text}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         red_flags.assess(form, answers, ages)
         with_text.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
+        cpu_with = time.thread_time() - cpu
+        started, cpu = time.perf_counter(), time.thread_time()
         red_flags.evaluate(red_flags.rulesets().get(form.slug), {**answers, **ages})
         without_text.append((time.perf_counter() - started) * 1000)
+        cpu_added.append((cpu_with - (time.thread_time() - cpu)) * 1000)
     added = [a - b for a, b in zip(with_text, without_text, strict=True)]
     p95 = percentile(added, 95)
     report.add(Measure("red flags, free text read: added p50", percentile(added, 50), "ms"))
@@ -69,6 +73,9 @@ def run(report: Report) -> None:
             "red flags, free text read: added p95", p95, "ms", f"≤ {GOAL_MS:g} ms", p95 <= GOAL_MS
         )
     )
+    # The CPU time this thread spent: what the reading costs whatever else the machine runs
+    # (on a shared 2-core machine under load, wall time mostly measures the wait for a core).
+    report.add(Measure("red flags, free text read: added CPU p95", percentile(cpu_added, 95), "ms"))
     report.add(Measure("red flags without free text p95", percentile(without_text, 95), "ms"))
 
 

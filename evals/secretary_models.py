@@ -1,5 +1,5 @@
 """Which chat model plays the scenarios: ``scripted`` (each scenario's own script) or a real
-model (``ollama:NAME``, ``openai:NAME``, ``embedded``, or the configured one)."""
+model (``rules``, ``ollama:NAME``, ``openai:NAME``, ``embedded``, or the configured one)."""
 
 from dataclasses import dataclass, field
 
@@ -44,13 +44,15 @@ class ModelSource:
 
 
 def parse_model(spec: str, settings: Settings) -> ModelChoice | None:
-    """``scripted`` -> None; ``ollama:qwen3:8b``, ``openai:NAME``, ``embedded``, or
-    ``configured`` (what ``ACCUEIL_LLM_PROVIDER`` picks) -> a model choice."""
+    """``scripted`` -> None; ``rules``, ``ollama:qwen3:8b``, ``openai:NAME``, ``embedded``,
+    or ``configured`` (what ``ACCUEIL_LLM_PROVIDER`` picks) -> a model choice."""
     spec = spec.strip()
     if spec == SCRIPTED:
         return None
     if spec in ("", CONFIGURED, "auto"):
         return choose_model(settings)
+    if spec == "rules":
+        return choose_model(settings.model_copy(update={"llm_provider": "rules"}))
     if spec == "embedded":
         return choose_model(settings.model_copy(update={"llm_provider": "embedded"}))
     provider, _, name = spec.partition(":")
@@ -59,7 +61,8 @@ def parse_model(spec: str, settings: Settings) -> ModelChoice | None:
     if provider == "openai" and name:
         return ModelChoice("openai", name)
     raise ValueError(
-        f"modèle « {spec} » inconnu : scripted, configured, embedded, ollama:NOM ou openai:NOM"
+        f"modèle « {spec} » inconnu : scripted, rules, configured, embedded, ollama:NOM ou "
+        "openai:NOM"
     )
 
 

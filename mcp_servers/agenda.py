@@ -3,18 +3,27 @@
 Times are the practice's local time (ISO 8601; without an offset they are read as local).
 """
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
+from app.services.core.audit import Actor
 from app.services.core.calendar_names import WEEKDAYS_FR
 from app.services.core.errors import InvalidInput
 from app.services.flows import agenda_changes
 from app.services.patients import records as patients
-from app.services.scheduling import agenda, slots, waiting_list
+from app.services.scheduling import (
+    agenda,
+    slot_answers,
+    slots,
+    time_expressions,
+    visit_type_names,
+    waiting_list,
+)
 from mcp_servers.annotations import READ_ONLY, write
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 from models.appointments import AppointmentSource, PartOfDay
@@ -44,6 +53,14 @@ class SlotOut(BaseModel):
     practitioner_id: int
     start: str
     label: str
+
+
+class NoSlotOut(BaseModel):
+    """An empty search: why, and the next free slot after the range."""
+
+    reason: str
+    message: str
+    next_free: SlotOut | None = None
 
 
 class AppointmentOut(BaseModel):
@@ -78,6 +95,47 @@ def _local_iso(moment: datetime, tz: ZoneInfo) -> str:
 
 def _as_local(moment: datetime, tz: ZoneInfo) -> datetime:
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _when_windows(when: str, tz: ZoneInfo) -> tuple[tuple[datetime, datetime], ...]:
+    """The secretary's words ("mardi matin") as UTC windows for a slot's start."""
+    query = time_expressions.parse(when, datetime.now(UTC), tz)
+    if query is None:
+        raise InvalidInput(
+            f"Je ne comprends pas « {when} » : dites par exemple « mardi matin » ou « le 23 ».",
+            f"Cannot read '{when}' as a time: say for example 'mardi matin' or 'le 23'.",
+        )
+    return query.intervals[:62]
+
+
+def _start_from(start: datetime | None, when: str | None, tz: ZoneInfo) -> datetime:
+    """An explicit start, or the one instant the secretary's words name ("jeudi 14h30")."""
+    if start is not None:
+        return _as_local(start, tz)
+    if when is None:
+        raise InvalidInput("Donnez l'heure de début (start ou when).", "Give the start or when.")
+    query = time_expressions.parse(when, datetime.now(UTC), tz)
+    if query is None or query.instant is None:
+        raise InvalidInput(
+            f"« {when} » ne désigne pas un jour et une heure précis : "
+            "dites par exemple « jeudi 18 à 14h30 ».",
+            f"'{when}' is not one day and time: say for example 'jeudi 18 à 14h30'.",
+        )
+    return query.instant
+
+
+def _slot_out(slot: slots.Slot, tz: ZoneInfo) -> SlotOut:
+    return SlotOut(
+        practitioner_id=slot.practitioner_id,
+        start=_local_iso(slot.starts_at, tz),
+        label=_label(slot.starts_at, tz),
+    )
+
+
+def _visit_code(session, visit_type: str | None) -> str | None:
+    return (
+        None if visit_type is None else visit_type_names.find_visit_type(session, visit_type).code
+    )
 
 
 def _appointment_out(view: agenda.AppointmentView, tz: ZoneInfo, note: str = "") -> AppointmentOut:
@@ -182,40 +240,63 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
 
     @mcp.tool(structured_output=False, annotations=READ_ONLY)
     def find_slots(
-        start_date: date,
+        start_date: date | None = None,
         end_date: date | None = None,
+        when: Annotated[str | None, Field(max_length=120)] = None,
         practitioner_id: int | None = None,
         part_of_day: Literal["any", "morning", "afternoon"] = "any",
         weekday: Annotated[int | None, Field(ge=0, le=6, description="0 = lundi")] = None,
         duration_minutes: Annotated[int | None, Field(ge=5, le=240)] = None,
+        visit_type: Annotated[str | None, Field(max_length=128)] = None,
         limit: Annotated[int, Field(ge=1, le=20)] = 5,
         ctx: Context | None = None,
-    ) -> list[SlotOut]:
-        """Créneaux libres entre deux dates (incluses), les plus proches d'abord."""
-        last = end_date or start_date + timedelta(days=13)
-
-        def work(session, actor):
-            found = slots.find_slots(
-                session,
-                tz,
-                slots.SlotQuery(
-                    start=datetime.combine(start_date, datetime.min.time(), tzinfo=tz),
-                    end=datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz),
-                    practitioner_id=practitioner_id,
-                    duration_minutes=duration_minutes,
-                    part_of_day=PartOfDay(part_of_day),
-                    weekdays=frozenset({weekday}) if weekday is not None else None,
-                    limit=limit,
+    ) -> list[SlotOut] | NoSlotOut:
+        """Créneaux libres (dates incluses ou when), les plus proches d'abord ; sinon, pourquoi."""
+        if when is not None:
+            windows = _when_windows(when, tz)
+        elif start_date is not None:
+            last = end_date or start_date + timedelta(days=13)
+            windows = (
+                (
+                    datetime.combine(start_date, datetime.min.time(), tzinfo=tz),
+                    datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz),
                 ),
             )
-            return [
-                SlotOut(
-                    practitioner_id=s.practitioner_id,
-                    start=_local_iso(s.starts_at, tz),
-                    label=_label(s.starts_at, tz),
+        else:
+            raise InvalidInput("Donnez start_date ou when.", "Give start_date or when.")
+
+        def work(session: Session, actor: Actor) -> list[SlotOut] | NoSlotOut:
+            code = _visit_code(session, visit_type)
+            found: list[slots.Slot] = []
+            queries: list[slots.SlotQuery] = []
+            for start, end in windows:
+                query = slots.SlotQuery(
+                    start=start,
+                    end=end if when is None else end + slots.MAX_APPOINTMENT,
+                    practitioner_id=practitioner_id,
+                    duration_minutes=duration_minutes,
+                    visit_type=code,
+                    part_of_day=PartOfDay(part_of_day),
+                    weekdays=frozenset({weekday}) if weekday is not None else None,
+                    limit=limit - len(found),
                 )
-                for s in found
-            ]
+                queries.append(query)
+                # `when` bounds a slot's start, not its end ("avant 10h": starts before 10:00).
+                found += [s for s in slots.find_slots(session, tz, query) if s.starts_at < end]
+                if len(found) >= limit:
+                    break
+            if found or not queries:
+                return [_slot_out(s, tz) for s in found]
+            answer = slot_answers.search_slots(session, tz, queries[-1])
+            if answer.slots:  # only slots past a `when` bound: say it is fully booked then
+                answer = slot_answers.SlotAnswer(
+                    [], slot_answers.EmptyReason.fully_booked, answer.slots[0]
+                )
+            return NoSlotOut(
+                reason=answer.reason.code if answer.reason is not None else "",
+                message=answer.message(tz),
+                next_free=_slot_out(answer.next_free, tz) if answer.next_free else None,
+            )
 
         return runtime.call(ctx, "find_slots", work)
 
@@ -224,12 +305,15 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
     def book_appointment(
         patient_id: int,
         practitioner_id: int,
-        start: datetime,
+        start: datetime | None = None,
         reason: Annotated[str, Field(max_length=200)] = "",
         duration_minutes: Annotated[int | None, Field(ge=5, le=240)] = None,
+        when: Annotated[str | None, Field(max_length=120)] = None,
+        visit_type: Annotated[str | None, Field(max_length=128)] = None,
         ctx: Context | None = None,
     ) -> AppointmentOut:
         """Réserve un créneau libre pour un patient."""
+        starts_at = _start_from(start, when, tz)
 
         def work(session, actor):
             source = (
@@ -241,8 +325,9 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
                 tz,
                 patient_id=patient_id,
                 practitioner_id=practitioner_id,
-                starts_at=_as_local(start, tz),
+                starts_at=starts_at,
                 duration_minutes=duration_minutes,
+                visit_type=_visit_code(session, visit_type),
                 reason=reason,
                 source=source,
             )
@@ -254,11 +339,13 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
     @mcp.tool(structured_output=False, annotations=write(destructive=True, idempotent=False))
     def move_appointment(
         appointment_id: int,
-        new_start: datetime,
+        new_start: datetime | None = None,
         practitioner_id: int | None = None,
+        when: Annotated[str | None, Field(max_length=120)] = None,
         ctx: Context | None = None,
     ) -> AppointmentOut:
         """Déplace un rendez-vous vers un créneau libre."""
+        starts_at = _start_from(new_start, when, tz)
 
         def work(session, actor):
             a, offer = agenda_changes.move(
@@ -266,7 +353,7 @@ def create_agenda_server(runtime: ToolRuntime) -> FastMCP:
                 actor,
                 tz,
                 appointment_id,
-                starts_at=_as_local(new_start, tz),
+                starts_at=starts_at,
                 practitioner_id=practitioner_id,
             )
             view = agenda.get_appointment(session, actor, a.id or 0)

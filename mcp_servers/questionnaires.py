@@ -2,17 +2,20 @@
 the physician summary made from the answers."""
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel, Field
 
 from app.services.core.errors import NotFound
 from app.services.documents import generated as documents
+from app.services.patients import records as patients
 from app.services.preconsultation import links as preconsultation
 from app.services.preconsultation import questionnaires, summaries
 from mcp_servers.annotations import READ_ONLY, write
 from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
+from models.appointments import Appointment
+from models.patients import Patient, PatientUpdate
 
 INSTRUCTIONS = (
     "Questionnaires de pré-consultation. Le lien n'est montré qu'une fois : donnez-le au "
@@ -31,6 +34,8 @@ class QuestionnaireOut(BaseModel):
 class LinkOut(BaseModel):
     preconsultation_id: int
     questionnaire: str
+    language: str
+    link: str  # the full address to give the patient, on ACCUEIL_PUBLIC_URL
     path: str
     expires_at: str
 
@@ -64,6 +69,11 @@ class SummaryOut(BaseModel):
     model: str | None = None
 
 
+def public_link(public_url: str, path: str, language: str) -> str:
+    """The address the patient opens: the box's public URL, in the patient's language."""
+    return f"{public_url.rstrip('/')}{path}" + ("?lang=en" if language == "en" else "")
+
+
 def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
     """Build the questionnaires server over the given database and settings."""
     mcp = new_server("questionnaires", INSTRUCTIONS, runtime)
@@ -93,11 +103,20 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
         appointment_id: int,
         questionnaire_slug: Annotated[str | None, Field(max_length=64)] = None,
         days: Annotated[int, Field(ge=1, le=60, description="Validité en jours")] = 7,
+        language: Literal["fr", "en"] | None = None,
         ctx: Context | None = None,
     ) -> LinkOut:
         """Crée le lien de pré-consultation d'un rendez-vous (questionnaire selon la visite)."""
 
         def work(session, actor):
+            appointment = session.get(Appointment, appointment_id)
+            patient = session.get(Patient, appointment.patient_id) if appointment else None
+            if language is not None and patient is not None and patient.language != language:
+                # Kept on the record: the patient's next links use it by default.
+                patients.update_patient(
+                    session, actor, patient.id or 0, PatientUpdate(language=language)
+                )
+            chosen = language or (patient.language if patient is not None else "fr")
             sent = preconsultation.send_preconsultation(
                 session,
                 actor,
@@ -109,6 +128,8 @@ def create_questionnaires_server(runtime: ToolRuntime) -> FastMCP:
             return LinkOut(
                 preconsultation_id=sent.preconsultation.id or 0,
                 questionnaire=sent.questionnaire.slug,
+                language=chosen,
+                link=public_link(runtime.settings.public_url, sent.path, chosen),
                 path=sent.path,
                 expires_at=sent.expires_at.astimezone(tz).isoformat(timespec="minutes"),
             )

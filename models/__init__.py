@@ -29,6 +29,7 @@ from models.patients import Patient, Sex
 from models.practice import (
     Absence,
     CalendarFeed,
+    HolidayOpening,
     PracticeClosure,
     Practitioner,
     VisitType,
@@ -54,6 +55,7 @@ __all__ = [
     "DocumentKind",
     "DocumentVersion",
     "GeneratedDocument",
+    "HolidayOpening",
     "IngestionStatus",
     "Job",
     "JobStatus",

@@ -1,6 +1,6 @@
 """Practitioners, their weekly working hours and their absences."""
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import CheckConstraint, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -95,6 +95,21 @@ class PracticeClosure(SQLModel, table=True):
     starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ends_at: datetime = Field(sa_type=UTCDateTime)
     reason: str = Field(default="", max_length=128)
+
+
+class HolidayOpening(SQLModel, table=True):
+    """A French public holiday on which an admin opened the practice exceptionally.
+
+    Holidays themselves are not stored (the ``holidays`` library knows them); only the
+    exceptions are, so the practice is closed on every holiday out of the box.
+    """
+
+    __tablename__ = "holiday_openings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(unique=True)
+    reason: str = Field(default="", max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class CalendarFeed(SQLModel, table=True):

@@ -2,12 +2,15 @@
 
 import secrets
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.config.holiday_regions import holiday_subdivision
 
 
 class Settings(BaseSettings):
@@ -20,16 +23,31 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = ""
     timezone: str = "Europe/Paris"
+    # French public holidays of a region besides mainland France: "57" (Moselle), "67"/"68"
+    # (Alsace), "971" Guadeloupe, "972" Martinique, "973" Guyane, "974" La Réunion,
+    # "976" Mayotte... (the `holidays` library's subdivisions); empty: mainland France.
+    holidays_subdivision: str = ""
     default_language: Literal["fr", "en"] = "fr"
     ical_patient_names: bool = False  # calendar feeds may show patient names only if True
 
     secret_key: SecretStr | None = None
     session_max_age_seconds: int = 8 * 3600
     secure_cookies: bool = False
-    login_max_failures: int = 5
-    login_window_seconds: int = 15 * 60
+    # Logins are slowed, never locked: after this many failures per (account, address) in the
+    # window (4x per account over every address), each further attempt waits a delay that
+    # starts at login_first_delay_seconds and doubles up to login_max_delay_seconds.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, gt=0)
+    login_first_delay_seconds: int = Field(default=30, gt=0)
+    login_max_delay_seconds: int = Field(default=15 * 60, gt=0)
+    # A browser where an account logged in keeps a signed cookie this long; its attempts for
+    # that account are not slowed by other people's failures.
+    login_trusted_device_days: int = Field(default=180, ge=1, le=3650)
+    # Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks,
+    # comma-separated). Empty: the connecting address is the client's, whatever it claims.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
 
-    llm_provider: Literal["auto", "ollama", "embedded", "openai"] = "auto"
+    llm_provider: Literal["auto", "ollama", "rules", "embedded", "openai"] = "auto"
     llm_model: str = "qwen3:8b"
     llm_num_ctx: int = 8192
     ollama_url: str = "http://127.0.0.1:11434"
@@ -92,6 +110,30 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone: {value}") from exc
+        return value
+
+    @field_validator("holidays_subdivision")
+    @classmethod
+    def _known_subdivision(cls, value: str) -> str:
+        """Normalised to the library's code, so a typo fails at start-up, not on a holiday."""
+        try:
+            return holiday_subdivision(value)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from exc
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        """A comma-separated list in the environment; each entry an address or a network
+        (checked here, so a typo fails at start-up). Another literal (a test client's or a
+        Unix socket's peer name) is matched as is."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for entry in value:
+                if isinstance(entry, str) and any(c in entry for c in "./:"):
+                    ip_network(entry, strict=False)  # ValueError: reported by pydantic
+            return tuple(value)
         return value
 
     @property

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from app.config.settings import Settings
 from app.services.core.audit import Actor
 from app.services.core.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from app.web import forwarded
 from models.audit import ActorKind
 from models.users import Role, User
 
@@ -193,7 +194,13 @@ PhysicianUser = Annotated[User, Depends(PHYSICIAN_ONLY)]
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address; ``X-Forwarded-For`` counts only from a trusted proxy."""
+    settings: Settings = request.app.state.settings
+    return forwarded.client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
 
 
 def user_actor(request: Request, user: User) -> Actor:

@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from app.services.core import validation
+
 LANGUAGES = ("fr", "en")
 LANGUAGE_COOKIE = "accueil_lang"
 _LOCALES = Path(__file__).parent / "locales"
@@ -14,8 +16,14 @@ _LOCALES = Path(__file__).parent / "locales"
 
 @cache
 def catalog(language: str) -> dict[str, str]:
-    """``locales/<lang>.json`` merged with every ``locales/<lang>/*.json`` (one per feature)."""
-    merged: dict[str, str] = json.loads((_LOCALES / f"{language}.json").read_text("utf-8"))
+    """``locales/<lang>.json`` merged with every ``locales/<lang>/*.json`` (one per feature),
+    and the ``validation.*`` sentences, which the domain owns (MCP tools word bad arguments
+    the same way as the web forms)."""
+    merged: dict[str, str] = {
+        f"validation.{key}": validation.MESSAGES[key][1 if language == "en" else 0]
+        for key in validation.MESSAGES
+    }
+    merged.update(json.loads((_LOCALES / f"{language}.json").read_text("utf-8")))
     for part in sorted((_LOCALES / language).glob("*.json")):
         merged.update(json.loads(part.read_text("utf-8")))
     return merged

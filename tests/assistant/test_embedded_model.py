@@ -31,6 +31,8 @@ from agents.embedded_model import (
     to_chat_messages,
 )
 
+pytestmark = pytest.mark.slow  # runs the bundled llama.cpp model
+
 SECRETARY = SystemMessage("Tu es l'assistant de la secrétaire d'un cabinet médical.")
 QUESTION = "Bonjour, quels sont les horaires d'ouverture du cabinet ?"
 N_CTX = 2048

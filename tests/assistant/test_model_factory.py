@@ -1,5 +1,6 @@
-"""The model factory: Ollama when it answers with the configured model, else the embedded
-model (flagged as a demonstration), and each provider configured as documented."""
+"""The model factory: Ollama when it answers with the configured model, else the rules
+assistant; the embedded model (flagged as a demonstration) stays selectable, and each provider
+is configured as documented."""
 
 import json
 import threading
@@ -54,13 +55,15 @@ def test_auto_uses_ollama_when_it_serves_the_model(ollama) -> None:
     assert model.keep_alive == "30m" and model.base_url == url
 
 
-def test_auto_falls_back_to_the_embedded_demo_model(ollama) -> None:
+def test_auto_falls_back_to_the_rules_assistant(ollama) -> None:
     url, handler = ollama
     handler.models = ["llama3:8b"]  # the server answers but lacks the configured model
     choice = choose_model(settings(ollama_url=url, llm_model="qwen3:8b"))
-    assert choice.provider == "embedded" and choice.demo
+    assert choice.provider == "rules" and not choice.demo
     down = choose_model(settings(ollama_url="http://127.0.0.1:9", llm_model="other:1b"))
-    assert down.provider == "embedded" and "smollm2" in down.name.lower()
+    assert down.provider == "rules"
+    embedded = choose_model(settings(llm_provider="embedded"))  # still selectable
+    assert embedded.provider == "embedded" and embedded.demo
 
 
 def test_openai_compatible_server(tmp_path) -> None:

@@ -395,8 +395,8 @@ def test_new_conversation_and_page(app, logged_in, staff, db: Session) -> None:
     page = client.get(f"/secretariat/c/{second}")
     assert page.status_code == 200
     assert 'role="log"' in page.text and "/static/secretariat.js" in page.text
-    # No Ollama answers here: the page says plainly that a demonstration model is in use.
-    assert "Modèle de démonstration" in page.text
+    # No Ollama answers here: the page says the rules assistant is in use and what it can do.
+    assert "Assistant à règles" in page.text and "avis médical" in page.text
 
 
 def test_messages_per_user_are_limited(app, logged_in, staff, db: Session) -> None:

@@ -63,6 +63,7 @@ def _write(path: Path, data: dict) -> None:
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
 
 
+@pytest.mark.slow
 def test_the_whole_suite_passes_with_the_scripted_model(eval_settings: Settings) -> None:
     result = secretary.evaluate(eval_settings, model="scripted")
     failures = {

@@ -13,7 +13,7 @@ from models.documents import GeneratedDocument, ReviewStatus
 from tests.conftest import PASSWORD
 from tests.support.browser import sign_in
 from tests.support.jobs_helpers import run_jobs
-from tests.support.review_helpers import letter_call, scripted_model, summarized
+from tests.support.review_helpers import letter_call, narrative_at, scripted_model, summarized
 
 pytestmark = pytest.mark.browser
 NEW_SENTENCE = "Fièvre à 38,4 °C depuis deux jours, toux sèche."
@@ -34,22 +34,25 @@ def test_physician_reviews_a_summary_and_sends_a_referral(
 
     page.get_by_role("link", name="Résumé de pré-consultation — Durand Marie").click()
     page.wait_for_url(f"**/medecin/documents/{summary.id}")
+    n = narrative_at(summary)  # the structured summary first, then the model's narrative
     # Focusing a sentence highlights exactly the answers it cites.
-    page.locator("#s-0-1").focus()
+    page.locator(f"#s-{n}-1").focus()
     assert "cited" in (page.locator("#a-temperature").get_attribute("class") or "")
     assert "cited" in (page.locator("#a-symptomes").get_attribute("class") or "")
     assert "cited" not in (page.locator("#a-motif").get_attribute("class") or "")
-    page.locator("#s-0-0").hover()
+    page.locator("#s-0-0").hover()  # the structured reason line
     assert "cited" in (page.locator("#a-motif").get_attribute("class") or "")
     assert "cited" not in (page.locator("#a-temperature").get_attribute("class") or "")
-    assert "unsupported" in (page.locator("#s-1-0").get_attribute("class") or "")
+    page.locator(f"#s-{n}-0").hover()
+    assert "cited" in (page.locator("#a-motif").get_attribute("class") or "")
+    assert "unsupported" in (page.locator(f"#s-{n + 1}-0").get_attribute("class") or "")
 
-    sentence = page.locator("#s-0-1")
+    sentence = page.locator(f"#s-{n}-1")
     sentence.get_by_text("Modifier").click()
     sentence.get_by_label("Phrase").fill(NEW_SENTENCE)
     sentence.get_by_role("button", name="Enregistrer la phrase").click()
     page.get_by_text("Modification enregistrée").wait_for()
-    assert NEW_SENTENCE in page.locator("#s-0-1 .sentence-text").inner_text()
+    assert NEW_SENTENCE in page.locator(f"#s-{n}-1 .sentence-text").inner_text()
 
     page.get_by_role("button", name="Approuver").click()
     page.get_by_text("Document approuvé.").wait_for()

@@ -15,7 +15,7 @@ from models.audit import AuditEvent
 from models.documents import DocumentKind, DocumentVersion, GeneratedDocument, ReviewStatus
 from models.patients import Patient
 from tests.conftest import login
-from tests.support.review_helpers import scripted_model, summarized
+from tests.support.review_helpers import narrative_at, scripted_model, summarized
 
 DEMO_PATIENTS = 25
 
@@ -118,7 +118,9 @@ def test_pseudonymised_export_holds_no_demo_patient_identifier(
     )
     exported = response.text
     data = json.loads(exported)
-    assert len(data["documents"]) == 5
+    stored = len(db.exec(select(GeneratedDocument)).all())
+    assert stored == 5 + seeded.preconsultations + seeded.letters  # the demo's own documents
+    assert len(data["documents"]) == stored
     about = {d["patient"] for d in data["documents"]}
     patients = db.exec(select(Patient)).all()
     assert len(patients) == DEMO_PATIENTS + 1
@@ -156,7 +158,7 @@ def test_pseudonymised_export_holds_no_demo_patient_identifier(
     summary = next(d for d in data["documents"] if d["inputs"].get("answers"))
     assert any("tousse" in a["answer"] for a in summary["inputs"]["answers"])
     [event] = db.exec(select(AuditEvent).where(AuditEvent.action == "feedback.export")).all()
-    assert event.details == {"documents": 5, "pseudonymised": True}
+    assert event.details == {"documents": stored, "pseudonymised": True}
 
 
 def test_feedback_page_aggregates_per_model_and_prompt_version(
@@ -172,7 +174,7 @@ def test_feedback_page_aggregates_per_model_and_prompt_version(
     db.commit()
     physician = logged_in(staff.physician)
     physician.post(
-        f"/medecin/documents/{kept.id}/phrases/0/0",
+        f"/medecin/documents/{kept.id}/phrases/{narrative_at(kept)}/0",
         data={"text": "Toux sèche depuis trois jours, surtout la nuit."},
     )
     physician.post(f"/medecin/documents/{kept.id}/approuver")

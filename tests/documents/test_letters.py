@@ -16,12 +16,16 @@ from sqlmodel import Session, select
 from agents.scripted_model import ScriptedChatModel
 from app.services.core.audit import Actor
 from app.services.documents import letter_pdf, letter_templates, letters, practice_pdf
+from app.services.flows import letter_jobs, summary_jobs
+from app.services.preconsultation import summaries
 from mcp_servers.letters import create_letters_server
 from mcp_servers.runtime import ToolRuntime
+from models.appointments import Appointment
 from models.audit import ActorKind, AuditEvent
 from models.documents import DocumentVersion, GeneratedDocument, ReviewStatus
 from models.jobs import Job, JobStatus
 from models.patients import Patient
+from tests.preconsultation.test_summaries import submitted
 from tests.support.jobs_helpers import run_jobs
 from tests.support.review_helpers import letter_call, scripted_model, summarized
 
@@ -301,3 +305,62 @@ async def test_letters_mcp_tools(db: Session, job_queue, model, engine, settings
     assert request.actor_name == "assistant (secretaire)"
     calls = db.exec(select(AuditEvent).where(AuditEvent.action == "mcp.tool_call")).all()
     assert {c.record_id for c in calls} >= {"list_letter_templates", "draft_letter", "get_letter"}
+
+
+def test_without_a_model_the_letter_is_prefilled_from_the_record(
+    db: Session, job_queue, logged_in, staff, monkeypatch
+) -> None:
+    monkeypatch.setattr(summary_jobs, "model_for", lambda settings: None)
+    monkeypatch.setattr(letter_jobs, "model_for", lambda settings: None)
+    client = logged_in(staff.physician)
+    p = submitted(db)
+    run_jobs(job_queue)
+    summary = summaries.summary_document(db, p.id or 0)
+    assert summary is not None and summary.model == "résumé structuré (sans modèle)"
+    assert client.post(f"/medecin/documents/{summary.id}/approuver").status_code == 200
+    db.expire_all()
+    summary = db.get(GeneratedDocument, summary.id)
+    letter_id = request_referral(client, summary, instruction="")
+    run_jobs(job_queue)
+    db.expire_all()
+    letter = db.get(GeneratedDocument, letter_id)
+    assert letter is not None and letter.status == ReviewStatus.draft
+    assert letter.model == letters.PREFILL_LABEL and letter.timings["prefilled"] is True
+    appointment = db.get(Appointment, summary.appointment_id)
+    expected_reason = appointment.reason or "Toux depuis 3 jours"
+    assert letter.content["fields"] == {"destinataire": "", "motif": expected_reason}
+    body = letter.content["body"]
+    assert body.startswith("Je vous adresse cette patiente de ") and " ans pour " in body
+    assert "Symptômes : Toux, Fièvre" in body or "Symptômes : Fièvre, Toux" in body
+    assert "Intensité : 4/10" in body and "Marie Durand" in letter.text
+    assert "le " in body.split(".")[0]  # the appointment's date
+
+    edited = client.post(
+        f"/medecin/documents/{letter_id}/courrier",
+        data={"field-destinataire": "Dr Dupont, pneumologue", "field-motif": "Toux", "body": body},
+        follow_redirects=False,
+    )
+    assert edited.status_code == 303
+    assert client.post(f"/medecin/documents/{letter_id}/approuver").status_code == 200
+    response = client.get(f"/courriers/{letter_id}.pdf")
+    assert response.status_code == 200
+    text = flat(
+        "\n".join(pg.extract_text() for pg in PdfReader(io.BytesIO(response.content)).pages)
+    )
+    assert "Marie Durand" in text and "Cabinet médical" in text and "Dr Dupont, pneumologue" in text
+
+
+def test_fields_a_model_leaves_empty_keep_the_prefill(
+    db: Session, job_queue, model, logged_in, staff
+) -> None:
+    client = logged_in(staff.physician)
+    summary = approved_summary(db, job_queue, model, client)
+    letter_id = request_referral(client, summary)
+    model.extend([letter_call(motif="")])
+    run_jobs(job_queue)
+    db.expire_all()
+    letter = db.get(GeneratedDocument, letter_id)
+    assert letter is not None and letter.model == "scripted (test)"
+    assert letter.content["fields"]["destinataire"] == "Dr Dupont, cardiologue"
+    assert letter.content["fields"]["motif"]  # from the appointment or the summary
+    assert "souffle systolique" in letter.content["body"]  # the model wrote the body

@@ -17,7 +17,7 @@ from models.audit import ActorKind, AuditEvent
 from models.documents import DocumentVersion, GeneratedDocument, ReviewStatus
 from models.questionnaires import PreConsultation
 from models.users import User
-from tests.support.review_helpers import scripted_model, sentence_html, summarized
+from tests.support.review_helpers import narrative_at, scripted_model, sentence_html, summarized
 
 HTML = {"accept": "text/html"}
 
@@ -48,19 +48,21 @@ def test_citations_render_beside_the_answers_they_point_to(
     page = logged_in(staff.physician).get(f"/medecin/documents/{document.id}", headers=HTML)
     assert page.status_code == 200, page.text
     html = page.text
+    n = narrative_at(document)  # the structured summary comes first
+    assert n >= 2 and "Motif : « Toux depuis 3 jours »" in sentence_html(html, "s-0-0")
     # Each sentence names the answers it rests on, as data for the script and as links.
-    fever = sentence_html(html, "s-0-1")
+    fever = sentence_html(html, f"s-{n}-1")
     assert 'data-sources="temperature symptomes"' in fever
     assert 'href="#a-temperature"' in fever and 'href="#a-symptomes"' in fever
     assert "unsupported" not in fever
-    first = sentence_html(html, "s-0-0")
+    first = sentence_html(html, f"s-{n}-0")
     assert 'data-sources="motif"' in first and 'href="#a-motif"' in first
     # The cited answers are on the page with those anchors, question and answer.
     assert 'id="a-temperature" class="answer" data-link-id="temperature"' in html
     assert "38.4" in html or "38,4" in html
     assert 'id="a-motif"' in html and "Toux depuis 3 jours" in html
     # The invented source was dropped: the sentence is marked, and says so without colour.
-    invented = sentence_html(html, "s-1-0")
+    invented = sentence_html(html, f"s-{n + 1}-0")
     assert 'class="sentence unsupported"' in invented and 'data-sources=""' in invented
     assert "aucune réponse ne fonde cette phrase" in invented
     assert "1 phrase(s) sans réponse" in html
@@ -78,18 +80,19 @@ def test_edit_approve_and_rate_keep_versions_and_audit_events(
     client = logged_in(staff.physician)
     physician = db.exec(select(User).where(User.username == "medecin")).one()
     new_text = "Fièvre à 38,4 °C depuis hier soir, toux sèche."
+    n = narrative_at(document)
     edited = client.post(
-        f"/medecin/documents/{document.id}/phrases/0/1",
+        f"/medecin/documents/{document.id}/phrases/{n}/1",
         data={"text": new_text},
         headers=HTML,
         follow_redirects=False,
     )
     assert edited.status_code == 303
-    assert edited.headers["location"].endswith("?fait=edited#s-0-1")
+    assert edited.headers["location"].endswith(f"?fait=edited#s-{n}-1")
     db.expire_all()
     row = db.get(GeneratedDocument, document.id)
     assert row is not None and new_text in row.text and "Fièvre à 38,4 °C." not in row.text
-    sentence = row.content["sections"][0]["sentences"][1]
+    sentence = row.content["sections"][n]["sentences"][1]
     assert sentence == {"text": new_text, "sources": ["temperature", "symptomes"], "edited": True}
 
     approved = client.post(f"/medecin/documents/{document.id}/approuver", follow_redirects=False)

@@ -13,6 +13,7 @@ from app.jobs import queue as job_queue_module
 from app.services.flows import agenda_changes
 from app.services.notifications import consent as notification_consent
 from app.services.scheduling.agenda import book_appointment
+from app.services.scheduling.public_holidays import open_holiday, public_holidays
 from models.appointments import Appointment, AppointmentStatus
 from models.audit import AuditEvent
 from models.jobs import Job, JobStatus
@@ -148,6 +149,12 @@ def test_each_reminder_goes_out_once_at_local_time_across_dst(
     import time_machine
 
     address = "marie.durand@exemple.fr"
+    # Both days are public holidays (Easter Monday, Toussaint 2027): the practice opened them
+    # exceptionally, as an admin may.
+    day = appointment.date()
+    assert public_holidays(day, day)
+    open_holiday(db, ADMIN, day, "ouvert pour le test")
+    db.commit()
     with time_machine.travel(booked_on, tick=False) as clock:
         _book(db, practice, "durand", appointment)
         run_jobs(job_queue)

@@ -4,9 +4,13 @@ the numbers beside the goals. No timing is asserted (the machine is shared)."""
 
 import dataclasses
 
+import pytest
+
 from benchmarks import mixed_load
 from benchmarks.report import Report
 from tests.conftest import PG_URL
+
+pytestmark = pytest.mark.slow  # each benchmark runs for seconds by design
 
 KINDS = [
     "GET /secretariat",

@@ -2,6 +2,7 @@
 
 import itertools
 
+import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -19,6 +20,7 @@ def _env(tmp_path, database_url: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # the demo seed embeds the two shipped handbooks
 def test_upgrade_seed_and_user_create_on_an_empty_database(
     tmp_path, monkeypatch, empty_database_url: str
 ) -> None:
@@ -88,6 +90,7 @@ def test_upgrade_seed_and_user_create_on_an_empty_database(
     get_settings.cache_clear()
 
 
+@pytest.mark.slow  # the demo seed embeds the two shipped handbooks
 def test_demo_agenda_respects_working_hours_and_never_overlaps(
     tmp_path, monkeypatch, empty_database_url: str
 ) -> None:

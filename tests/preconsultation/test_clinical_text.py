@@ -64,6 +64,39 @@ def test_more_and_more_pain_is_not_a_negation() -> None:
     assert "douleur-thoracique" in _affirmed("j'ai de plus en plus de douleur dans la poitrine")
 
 
+def test_every_mention_of_a_sentence_is_qualified() -> None:
+    """Regex matches used to come after the term matches, out of reading order, and the
+    qualifiers left the earlier mention unqualified."""
+    mentions = ct.read_text("j'ai pas craché de sang et pas d'essoufflement")
+    assert {m.concept for m in mentions} == {"crachats-sang", "essoufflement"}
+    assert all(m.negated for m in mentions)
+
+
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("doulleur dans la poitrinne avec des sueurs froides", "douleur-thoracique"),
+        ("j'ai des diffficultés à respirer", "essoufflement"),
+    ],
+)
+def test_typos_of_long_terms_are_found(text: str, concept: str) -> None:
+    assert concept in _affirmed(text)
+
+
+def test_a_shorter_word_is_no_typo() -> None:
+    """The word "grosses" shares most trigrams with "grossesse" but is two letters short."""
+    assert "enceinte" not in _affirmed("je transpire à grosses gouttes")
+
+
+def test_a_child_named_by_a_parent_is_the_patient_on_a_childs_form_only() -> None:
+    answers = {"motif": "ma fille de 6 semaines a 38,4 de fièvre"}
+    as_child = ct.read_answers(answers, ["motif"], child=True)
+    as_adult = ct.read_answers(answers, ["motif"], child=False)
+    assert as_child.has("fievre") and not as_adult.has("fievre")
+    other = {"motif": "mon fils et mon père ont de la fièvre"}
+    assert not ct.read_answers(other, ["motif"], child=True).has("fievre")
+
+
 def test_the_exact_words_and_offsets_are_kept() -> None:
     text = "Bonjour. Depuis ce matin j'ai MAL À LA POITRINE et je transpire"
     (chest,) = [m for m in ct.read_text(text) if m.concept == "douleur-thoracique"]

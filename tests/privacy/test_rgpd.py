@@ -122,8 +122,10 @@ def test_the_export_holds_the_patient_and_nothing_of_another(
     assert [x["patient_id"] for x in data["appointments"]] == [a]
     assert data["preconsultations"][0]["answers"]["motif"] == ANSWER_A
     assert data["preconsultations"][0]["response"]["resourceType"] == "QuestionnaireResponse"
-    assert data["documents"][0]["text"] == LETTER_A
-    assert data["documents"][0]["versions"][0]["text"] == LETTER_A
+    # The structured summary stored at submit, then the letter.
+    [letter] = [d for d in data["documents"] if d["kind"] == "letter"]
+    assert letter["text"] == LETTER_A and letter["versions"][0]["text"] == LETTER_A
+    assert any(ANSWER_A in d["text"] for d in data["documents"] if d["kind"] == "summary")
     assert data["waiting_list"][0]["reason"] == "Plus tôt si possible"
     assert data["notification_consents"][0]["channel"] == "sms"
     actions = {e["action"] for e in data["audit_events"]}
@@ -198,12 +200,14 @@ def test_erasing_removes_identifiers_and_keeps_statistics_and_audit(
         select(PreConsultation).where(PreConsultation.appointment_id == appointment.id)
     ).one()
     assert pre.answers == {} and pre.response is None and pre.red_flags == []
-    document = db.exec(select(GeneratedDocument).where(GeneratedDocument.patient_id == a)).one()
-    assert document.text == "" and document.content == {}
-    versions = db.exec(
-        select(DocumentVersion).where(DocumentVersion.document_id == document.id)
-    ).all()
-    assert [v.text for v in versions] == [""]
+    erased = db.exec(select(GeneratedDocument).where(GeneratedDocument.patient_id == a)).all()
+    assert len(erased) == 2  # the structured summary stored at submit, and the letter
+    for document in erased:
+        assert document.text == "" and document.content == {}
+        versions = db.exec(
+            select(DocumentVersion).where(DocumentVersion.document_id == document.id)
+        ).all()
+        assert [v.text for v in versions] == [""]
     entry = db.exec(select(WaitingListEntry).where(WaitingListEntry.patient_id == a)).one()
     assert entry.reason == "" and entry.status == "withdrawn"
     assert not db.exec(select(NotificationConsent).where(NotificationConsent.patient_id == a)).all()

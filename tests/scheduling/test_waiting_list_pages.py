@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from app.services.flows import agenda_changes
 from app.services.scheduling.agenda import book_appointment
-from app.services.scheduling.waiting_list import add_to_waiting_list
+from app.services.scheduling.waiting_list import add_to_waiting_list, list_waiting
 from models.appointments import (
     Appointment,
     AppointmentStatus,
@@ -234,3 +234,28 @@ def test_posts_without_csrf_token_are_refused(logged_in, db, practice) -> None:
     [offer] = _offers(db)
     assert offer.status == OfferStatus.pending
     assert len(db.exec(select(WaitingListEntry)).all()) == 1
+
+
+def test_a_rebooked_slot_shows_its_offer_as_stale(logged_in, db: Session, practice) -> None:
+    client = logged_in("secretaire")
+    _wait(db, practice, practice.petit)
+    offer = _free_a_slot(db, practice)
+    [row] = list_waiting(db, ACTOR)
+    assert row.offer is not None and not row.stale
+    # Someone else books the freed time directly from the agenda.
+    book_appointment(
+        db,
+        ACTOR,
+        PARIS,
+        patient_id=practice.roux,
+        practitioner_id=practice.practitioner,
+        starts_at=next_monday(),
+    )
+    db.commit()
+    [row] = list_waiting(db, ACTOR)
+    assert row.offer is not None and row.offer.id == offer.id and row.stale
+    page = client.get("/liste-attente", headers=HTML)
+    assert page.status_code == 200
+    assert "Créneau repris entre-temps : proposition caduque" in page.text
+    assert f'action="/liste-attente/offers/{offer.id}/accept"' not in page.text
+    assert "valable jusqu" not in page.text

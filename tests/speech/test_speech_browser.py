@@ -24,7 +24,7 @@ from tests.support.speech import (
     with_model,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # chromium, and the whisper model
 
 
 @pytest.fixture

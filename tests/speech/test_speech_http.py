@@ -21,6 +21,8 @@ from tests.support.speech import (
     with_model,
 )
 
+pytestmark = pytest.mark.slow  # runs the whisper model
+
 URL = "/api/speech/transcriptions"
 HTML = {"accept": "text/html"}
 

@@ -29,6 +29,8 @@ from tests.support.speech import (
     with_model,
 )
 
+pytestmark = pytest.mark.slow  # runs the whisper model
+
 
 @pytest.fixture
 def transcriber(settings: Settings, speech_model_dir: Path) -> speech.Transcriber:  # noqa: F811

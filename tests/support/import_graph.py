@@ -182,14 +182,16 @@ RULES = (
 
 
 def forbidden_imports(imports: Iterable[Import], rules: Iterable[Rule] = RULES) -> list[str]:
-    """One line per import that goes a forbidden way, naming the rule, file and line."""
+    """One line per import that goes a forbidden way, naming the rule, file and line (once,
+    however many names the statement takes from that module)."""
     rules = tuple(rules)
-    return [
+    lines = (
         f"[{rule.description}] {imp.where()}"
         for imp in imports
         for rule in rules
         if rule.breaks(imp)
-    ]
+    )
+    return list(dict.fromkeys(lines))
 
 
 def package_graph(imports: Iterable[Import]) -> dict[str, dict[str, list[Import]]]:

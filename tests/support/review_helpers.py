@@ -48,3 +48,9 @@ def sentence_html(html: str, anchor: str) -> str:
     match = re.search(rf'<li id="{anchor}"(.*?)</li>', html, re.S)
     assert match, anchor
     return match.group(0)
+
+
+def narrative_at(document: GeneratedDocument) -> int:
+    """The index of the model's first section: the structured summary's come before it."""
+    sections = document.content["sections"]
+    return next(i for i, s in enumerate(sections) if s.get("origin") == "model")

@@ -133,3 +133,113 @@ def test_inactive_account_cannot_log_in(client: TestClient, staff, db: Session) 
     db.add(user)
     db.commit()
     assert login(client, "medecin").status_code == 401
+
+
+# Login throttling: slowed, never locked; per (account, address); trusted-device cookies.
+
+
+def _browser(app, address: str = "203.0.113.7") -> TestClient:
+    """Another browser on the practice's network (its own cookies, a given address)."""
+    return TestClient(app, base_url="http://testserver", client=(address, 50000))
+
+
+def test_a_slowed_account_says_so_and_when_to_retry(client: TestClient, staff, settings) -> None:
+    for _ in range(settings.login_max_failures):
+        assert login(client, "medecin", "wrong-password").status_code == 401
+    blocked = login(client, "medecin", PASSWORD)
+    assert blocked.status_code == 429
+    assert "connexion ralentie" in blocked.text
+    assert 0 < int(blocked.headers["retry-after"]) <= settings.login_first_delay_seconds
+    client.cookies.set("accueil_lang", "en")
+    english = login(client, "medecin", PASSWORD)
+    assert english.status_code == 429 and "logins are slowed down" in english.text
+
+
+def test_one_attacker_cannot_lock_the_practice_out(app, staff, db: Session, settings) -> None:
+    """The acceptance case: everybody shares the proxy's address."""
+    usual = _browser(app, "10.0.0.5")
+    victims_usual = _browser(app, "10.0.0.5")
+    assert login(usual, "secretaire").status_code == 303  # both browsers logged in before
+    assert login(victims_usual, "medecin").status_code == 303
+    assert usual.cookies.get("accueil_device") and victims_usual.cookies.get("accueil_device")
+    attacker = _browser(app, "10.0.0.5")
+    for number in range(21):
+        assert login(attacker, f"inconnu{number}", "guess-password").status_code == 401
+    statuses = [login(attacker, "medecin", f"guess-{n}").status_code for n in range(25)]
+    assert statuses[: settings.login_max_failures] == [401] * settings.login_max_failures
+    assert set(statuses[settings.login_max_failures :]) == {429}  # slowed, no more guesses
+    # The attacker made 5 password guesses in all: the refusals do not verify a password.
+    guesses = db.exec(
+        select(AuditEvent).where(
+            AuditEvent.action == "auth.login_failed", AuditEvent.actor_name == "medecin"
+        )
+    ).all()
+    assert len(guesses) == settings.login_max_failures
+    # The victim's usual browser and a colleague's log in at once with the right password.
+    assert login(victims_usual, "medecin").status_code == 303
+    assert login(usual, "secretaire").status_code == 303
+    # An unknown-username spray slows nobody: a new browser for another account still works.
+    assert login(_browser(app, "10.0.0.5"), "admin").status_code == 303
+
+
+def test_the_device_cookie_is_signed_httponly_and_bound_to_the_account(
+    app, staff, settings
+) -> None:
+    browser = _browser(app)
+    response = login(browser, "secretaire")
+    cookie = next(c for c in response.headers.get_list("set-cookie") if "accueil_device=" in c)
+    assert "httponly" in cookie.lower() and "path=/login" in cookie.lower()
+    # Trusted for the secretary only: the doctor's account from this browser is still slowed.
+    for _ in range(settings.login_max_failures):
+        assert login(_browser(app), "medecin", "wrong-password").status_code == 401
+    assert login(browser, "medecin", PASSWORD).status_code == 429
+    # A forged cookie is no trusted device.
+    for _ in range(settings.login_max_failures):
+        assert login(_browser(app), "secretaire", "wrong-password").status_code == 401
+    forged = _browser(app)
+    forged.cookies.set(
+        "accueil_device", browser.cookies["accueil_device"][:-2] + "xx", path="/login"
+    )
+    assert login(forged, "secretaire").status_code == 429
+    assert login(browser, "secretaire").status_code == 303
+
+
+def test_a_trusted_device_is_slowed_by_its_own_failures(app, staff, settings) -> None:
+    browser = _browser(app)
+    assert login(browser, "secretaire").status_code == 303
+    for _ in range(settings.login_max_failures):
+        assert login(browser, "secretaire", "wrong-password").status_code == 401
+    assert login(browser, "secretaire").status_code == 429
+    assert login(_browser(app, "198.51.100.9"), "secretaire").status_code == 303
+
+
+def test_failures_spread_over_addresses_slow_the_account(app, staff, settings) -> None:
+    allowance = settings.login_max_failures * 4
+    for number in range(allowance):
+        address = f"198.51.100.{number + 1}"
+        assert login(_browser(app, address), "medecin", "wrong-password").status_code == 401
+    assert login(_browser(app, "192.0.2.1"), "medecin").status_code == 429
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    app, staff, db: Session, settings
+) -> None:
+    spoofed = _browser(app, "203.0.113.7")
+    token = csrf_from(spoofed)
+    spoofed.post(
+        "/login",
+        data={"username": "secretaire", "password": "wrong-password", "csrf_token": token},
+        headers={"x-forwarded-for": "192.0.2.50"},
+    )
+    settings.trusted_proxies = ("10.0.0.0/8",)
+    proxied = _browser(app, "10.1.2.3")
+    token = csrf_from(proxied)
+    proxied.post(
+        "/login",
+        data={"username": "secretaire", "password": "wrong-password", "csrf_token": token},
+        headers={"x-forwarded-for": "192.0.2.99, 198.51.100.20, 10.9.9.9"},
+    )
+    events = db.exec(
+        select(AuditEvent).where(AuditEvent.action == "auth.login_failed").order_by(AuditEvent.id)
+    ).all()
+    assert [e.client_address for e in events] == ["203.0.113.7", "198.51.100.20"]

@@ -97,6 +97,7 @@ def _fuzz(client: TestClient, operation: Any, failures: list[str], role: str) ->
     run()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_fuzzing_the_openapi_schema_finds_no_server_error(logged_in, staff, db: Session) -> None:
     booked = book(db)  # a patient, an appointment, a link: ids that exist for the fuzzer

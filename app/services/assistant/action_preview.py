@@ -2,13 +2,14 @@
 confirms what will really happen (names and local times, not ids)."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from app.services.core.calendar_names import MONTHS_FR, WEEKDAYS_FR
+from app.services.scheduling import time_expressions
 from models.appointments import Appointment
 from models.patients import Patient
 from models.practice import Practitioner
@@ -27,6 +28,7 @@ LABELS = {
     "practitioner_id": "Praticien",
     "start": "Début",
     "new_start": "Nouvel horaire",
+    "when": "Horaire",
     "appointment_id": "Rendez-vous",
     "reason": "Motif",
     "duration_minutes": "Durée (minutes)",
@@ -144,6 +146,10 @@ def describe(session: Session, name: str, args: dict[str, Any], tz: ZoneInfo) ->
             text = _appointment(session, value, tz)
         elif key in {"start", "new_start"}:
             text = local_moment(value, tz)
+        elif key == "when":  # the secretary's words: show the time the tool will resolve
+            found = time_expressions.parse(str(value), datetime.now(UTC), tz)
+            moment = found.instant if found else None
+            text = f"{local_moment(moment.isoformat(), tz)} (« {value} »)" if moment else str(value)
         elif key in {"earliest", "latest", "birth_date"}:
             try:
                 text = long_date(date.fromisoformat(str(value)))

@@ -69,9 +69,9 @@ def list_events(
     """Events newest first, with the total count matching the filters."""
     query = select(AuditEvent)
     if filters.actor:
-        query = query.where(col(AuditEvent.actor_name).contains(filters.actor))
+        query = query.where(col(AuditEvent.actor_name).contains(filters.actor, autoescape=True))
     if filters.action:
-        query = query.where(col(AuditEvent.action).startswith(filters.action))
+        query = query.where(col(AuditEvent.action).startswith(filters.action, autoescape=True))
     if filters.patient_id is not None:
         query = query.where(AuditEvent.patient_id == filters.patient_id)
     if filters.since is not None:

@@ -2,8 +2,7 @@
 
 The domain owns this wording so that every face of the app says the same thing about bad
 input: the web layer's 422 answers and the MCP tools' argument errors, which may not import
-the web layer. The sentences are the ``validation.*`` entries of the web catalogs, which the
-web forms also use (``tests/mcp/test_mcp_validation.py`` keeps both identical).
+the web layer. The web catalogs serve these sentences as their ``validation.*`` entries.
 """
 
 from collections.abc import Mapping, Sequence

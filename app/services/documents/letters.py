@@ -219,6 +219,118 @@ def drafting_inputs(session: Session, document: GeneratedDocument) -> DraftingIn
     return DraftingInputs(template, facts, summary_text, str(document.content.get("instruction")))
 
 
+PREFILL_LABEL = "préremplissage du dossier (sans modèle)"
+PREFILL_PROMPT_VERSION = 1
+# The approved summary's structured sections a letter quotes, by template (in this order).
+SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "adressage": ("flags", "symptoms", "treatments", "allergies", "history"),
+    "compte_rendu": ("flags", "symptoms", "treatments", "allergies", "history", "lifestyle"),
+    "certificat": (),
+    "consignes": (),
+}
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """A letter's fields and body filled from the record, the appointment and the approved
+    summary, without any model: the draft when no model serves, the fallback for any field a
+    model leaves empty."""
+
+    fields: dict[str, str]
+    body: str
+
+
+def _structured_lines(summary: GeneratedDocument | None, keys: tuple[str, ...]) -> list[str]:
+    """The approved summary's lines (as the physician approved them) of the given sections."""
+    if summary is None:
+        return []
+    sections = {str(s.get("key")): s for s in summary.content.get("sections", []) if s.get("key")}
+    return [
+        str(sentence.get("text", ""))
+        for key in keys
+        for sentence in sections.get(key, {}).get("sentences", [])
+    ]
+
+
+def _summary_reason(summary: GeneratedDocument | None) -> str:
+    """The reason the patient gave, from the approved structured summary (label removed)."""
+    for line in _structured_lines(summary, ("reason",)):
+        return line.split(" : ", 1)[-1].strip().strip("«» ").strip()
+    return ""
+
+
+def prefill(session: Session, settings: Settings, document: GeneratedDocument) -> Prefill:
+    """Fill a letter from what the practice already knows: the patient (age, sex: the letter
+    head adds name and birth date), the appointment's date and reason, and the approved
+    summary's reason, flags and history where the template needs them."""
+    template = letter_templates.get_template(document.template or "")
+    patient = session.get(Patient, document.patient_id)
+    if patient is None:
+        raise NotFound("Patient introuvable.", "Patient not found.")
+    appointment = (
+        session.get(Appointment, document.appointment_id) if document.appointment_id else None
+    )
+    summary_id = document.content.get("summary_id")
+    summary = session.get(GeneratedDocument, int(summary_id)) if summary_id else None
+    if summary is not None and summary.status != ReviewStatus.approved:
+        summary = None
+    reason = (appointment.reason if appointment else "") or _summary_reason(summary)
+    day = french_date(_local_day(appointment.starts_at, settings.tz)) if appointment else ""
+    age = age_on(patient.birth_date, date.today())
+    who, this = {
+        Sex.female: ("patiente", "cette patiente"),
+        Sex.male: ("patient", "ce patient"),
+    }.get(patient.sex, ("patient(e)", "ce(tte) patient(e)"))
+    values = {
+        "motif": reason,
+        "objet": reason,
+        "titre": f"Suite à votre consultation{f' du {day}' if day else ''}",
+        "destinataire": "",
+        "conclusion": "",
+    }
+    fields = {
+        f.name: values.get(f.name, "")[: letter_templates.MAX_FIELD_CHARS] for f in template.fields
+    }
+    lines = _structured_lines(summary, SUMMARY_KEYS.get(template.id, ()))
+    if summary is not None and not lines and template.id in ("adressage", "compte_rendu"):
+        lines = [line.lstrip("- ") for line in summary.text.splitlines() if line.strip()]
+    intro = {
+        "adressage": f"Je vous adresse {this} de {age} ans"
+        + (f" pour {reason}" if reason else "")
+        + (f", vu(e) en consultation le {day}" if day else "")
+        + ".",
+        "compte_rendu": f"{who.capitalize()} de {age} ans vu(e) en consultation"
+        + (f" le {day}" if day else "")
+        + (f" pour {reason}" if reason else "")
+        + ".",
+    }.get(template.id, "")
+    parts = [intro] if intro else []
+    if lines:
+        parts.append(
+            "Éléments recueillis avant la consultation :\n"
+            + "\n".join(f"- {line}" for line in lines)
+        )
+    return Prefill(fields, "\n\n".join(parts)[:MAX_BODY_CHARS])
+
+
+def store_prefilled(
+    session: Session, document: GeneratedDocument, settings: Settings
+) -> GeneratedDocument:
+    """No model serves: the prefilled letter is the draft the physician edits and approves."""
+    filled = prefill(session, settings, document)
+    return store_draft(
+        session,
+        document,
+        settings,
+        body=filled.body,
+        fields=filled.fields,
+        model=PREFILL_LABEL,
+        prompt_version=PREFILL_PROMPT_VERSION,
+        prompt_hash="",
+        timings={"generation_ms": 0, "prefilled": True},
+    )
+
+
 def store_draft(
     session: Session,
     document: GeneratedDocument,
@@ -236,8 +348,10 @@ def store_draft(
         return document
     template = letter_templates.get_template(document.template or "")
     content = dict(document.content)
+    filled = prefill(session, settings, document).fields
     content["fields"] = {
-        f.name: fields.get(f.name, "")[: letter_templates.MAX_FIELD_CHARS] for f in template.fields
+        f.name: (fields.get(f.name) or filled.get(f.name, ""))[: letter_templates.MAX_FIELD_CHARS]
+        for f in template.fields
     }
     content["body"] = body[:MAX_BODY_CHARS]
     document.content = content

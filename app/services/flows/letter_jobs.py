@@ -1,5 +1,6 @@
 """The letter job: the drafter (no tools) writes a letter's body and fields from the record,
-the approved summary and the instruction. A model that is down makes the job retry."""
+the approved summary and the instruction; without a real model, the letter prefilled from the
+record is the draft. A model that is down makes the job retry."""
 
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ from app.services.flows.summary_jobs import configured_model, run_coroutine
 from models.documents import DocumentKind, GeneratedDocument
 
 # Tests and evaluations replace this with a scripted model.
-model_for: Callable[[Settings], tuple[BaseChatModel, str]] = configured_model
+model_for: Callable[[Settings], tuple[BaseChatModel, str] | None] = configured_model
 
 
 @jobs.handler(letters.JOB_KIND, max_attempts=letters.DRAFT_ATTEMPTS)
@@ -25,9 +26,13 @@ def draft_letter_job(ctx: jobs.JobContext) -> None:
         raise jobs.PermanentJobError("courrier absent")
     if document.model:
         return  # already written (the job ran again after a crash)
+    chosen = model_for(ctx.settings)
+    if chosen is None:
+        letters.store_prefilled(session, document, ctx.settings)
+        return
+    model, label = chosen
     inputs = letters.drafting_inputs(session, document)
     ctx.progress(10, "rédaction du courrier")
-    model, label = model_for(ctx.settings)
     request = LetterRequest(
         template_title=inputs.template.title,
         template_description=inputs.template.description,

@@ -1,6 +1,8 @@
-"""The summary job: when a patient submits a pre-consultation, the summarizer (no tools)
-writes the physician's summary. A model that is down makes the job retry with back-off; the
-physician sees the raw answers meanwhile."""
+"""The summary job: the structured summary is stored at submit (and here again if it is
+missing, e.g. a submission older than it); when a real model serves, the summarizer (no tools)
+adds its narrative beside it. The embedded model is no real model here: the structured summary
+is then the summary. A model that is down makes the job retry with back-off; the physician
+reads the structured summary meanwhile."""
 
 import asyncio
 from collections.abc import Callable, Coroutine
@@ -10,17 +12,23 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 
 from agents.models import choose_model, make_chat_model
-from agents.summarizer import Answer, as_text, summarize
+from agents.summarizer import Answer, summarize
 from app.config.settings import Settings
 from app.jobs import store as jobs
 from app.services.preconsultation import summaries
+from models.documents import ReviewStatus
 from models.questionnaires import PreConsultation, PreConsultationStatus
 
 T = TypeVar("T")
 
 
-def configured_model(settings: Settings) -> tuple[BaseChatModel, str]:
+def configured_model(settings: Settings) -> tuple[BaseChatModel, str] | None:
+    """The model that writes the narrative, or None when no model that writes prose serves
+    (the rules assistant, the bundled demonstration model): the structured summary stands
+    alone."""
     choice = choose_model(settings)
+    if not choice.writes_free_text:
+        return None
     return make_chat_model(settings, choice), choice.label
 
 
@@ -36,23 +44,28 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 # Tests and evaluations replace this with a scripted model.
-model_for: Callable[[Settings], tuple[BaseChatModel, str]] = configured_model
+model_for: Callable[[Settings], tuple[BaseChatModel, str] | None] = configured_model
 
 
 @jobs.handler(summaries.JOB_KIND, max_attempts=5)
 def summarize_preconsultation(ctx: jobs.JobContext) -> None:
-    """Summarize one submitted pre-consultation and store the draft with its provenance."""
+    """Make sure the structured summary is stored, then add a real model's narrative beside
+    it (a draft only, once)."""
     session = ctx.session
     p = session.get(PreConsultation, int(ctx.payload["preconsultation_id"]))
     if p is None or p.status != PreConsultationStatus.submitted:
         raise jobs.PermanentJobError("pré-consultation absente ou non soumise")
-    if summaries.summary_document(session, p.id or 0) is not None:
-        return  # already done (the job ran again after a crash)
+    document = summaries.store_structured(session, p)
+    if summaries.has_narrative(document) or document.status != ReviewStatus.draft:
+        return  # already done (the job ran again after a crash) or reviewed meanwhile
     title, answers = summaries.answers_for_summary(session, p)
     if not answers:
-        raise jobs.PermanentJobError("aucune réponse à résumer")
-    ctx.progress(10, "résumé en cours")
-    model, label = model_for(ctx.settings)
+        return
+    chosen = model_for(ctx.settings)
+    if chosen is None:
+        return  # no real model: the structured summary is the summary
+    model, label = chosen
+    ctx.progress(10, "synthèse en cours")
     result = run_coroutine(
         lambda: summarize(
             model,
@@ -61,15 +74,15 @@ def summarize_preconsultation(ctx: jobs.JobContext) -> None:
             model_name=label,
         )
     )
-    summaries.store_summary(
+    session.refresh(document)
+    summaries.add_narrative(
         session,
-        p,
-        content=result.summary.model_dump(),
-        text=as_text(result.summary),
+        document,
+        sections=result.summary.model_dump()["sections"],
         model=result.model,
         prompt_id=result.prompt.id,
         prompt_version=result.prompt.version,
         prompt_hash=result.prompt.sha256,
-        input_refs=[a.link_id for a in answers],
-        timings={"generation_ms": round(result.duration_ms, 1), "unsupported": result.unsupported},
+        unsupported=result.unsupported,
+        generation_ms=result.duration_ms,
     )

@@ -1,4 +1,4 @@
-"""Staff accounts: creation, passwords (argon2) and authentication with a failure limit."""
+"""Staff accounts: creation, passwords (argon2) and authentication, slowed after failures."""
 
 from datetime import timedelta
 
@@ -7,7 +7,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
 from app.services.core import audit
-from app.services.core.errors import Conflict, InvalidInput, TooManyAttempts
+from app.services.core.errors import Conflict, InvalidInput
+from app.services.identity import login_throttle
+from app.services.identity.trusted_devices import TrustedDevice
 from models.audit import ActorKind
 from models.types import utcnow
 from models.users import Role, User
@@ -109,28 +111,37 @@ def authenticate(
     address: str | None,
     max_failures: int,
     window: timedelta,
+    first_delay: timedelta = timedelta(seconds=30),
+    max_delay: timedelta | None = None,
+    device: TrustedDevice | None = None,
 ) -> User:
-    """Check a login. Too many recent failures for the name or the address lock it out."""
+    """Check a login, slowed down (never locked) after repeated failures: see
+    ``login_throttle``. ``device`` is the browser's trusted-device cookie, if any; it only
+    counts for the accounts it names. Raises ``InvalidCredentials`` or ``LoginSlowedDown``."""
     username = username.strip().lower()
-    since = utcnow() - window
-    failures_for_name = audit.count_recent(session, "auth.login_failed", since, actor_name=username)
-    failures_from_address = (
-        audit.count_recent(session, "auth.login_failed", since, address=address) if address else 0
+    policy = login_throttle.Policy(
+        free_failures=max_failures,
+        window=window,
+        first_delay=first_delay,
+        max_delay=window if max_delay is None else max_delay,
     )
-    if failures_for_name >= max_failures or failures_from_address >= max_failures * 4:
+    user = session.exec(select(User).where(User.username == username)).first()
+    device_id = device.id_for(user.id) if device and user else None
+    actor = audit.Actor(kind=ActorKind.anonymous, name=username, address=address)
+    try:
+        login_throttle.check(
+            session, policy, utcnow(), username=username, address=address, device=device_id
+        )
+    except login_throttle.LoginSlowedDown as exc:
         audit.record(
             session,
-            audit.Actor(kind=ActorKind.anonymous, name=username, address=address),
+            actor,
             "auth.login_blocked",
             outcome="denied",
+            details={"retry_after": exc.retry_after, "trusted_device": device_id is not None},
         )
         session.commit()  # the refusal is kept even though the caller's request fails
-        minutes = int(window.total_seconds() // 60)
-        raise TooManyAttempts(
-            f"Trop de tentatives. Réessayez dans {minutes} minutes.",
-            f"Too many attempts. Try again in {minutes} minutes.",
-        )
-    user = session.exec(select(User).where(User.username == username)).first()
+        raise
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
         ok = user is not None and user.is_active
@@ -139,8 +150,11 @@ def authenticate(
     if not ok or user is None:
         audit.record(
             session,
-            audit.Actor(kind=ActorKind.anonymous, name=username, address=address),
-            "auth.login_failed",
+            actor,
+            login_throttle.FAILED,
+            # A trusted device's failures are its own: they slow that device, not the account.
+            record_type=login_throttle.DEVICE_RECORD if device_id else None,
+            record_id=device_id,
             outcome="denied",
         )
         session.commit()  # the failure must count towards the limit

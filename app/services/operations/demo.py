@@ -1,4 +1,6 @@
-"""A realistic demo practice: practitioners, working hours, patients, two weeks of agenda."""
+"""A realistic demo practice: practitioners, working hours, patients, two weeks of agenda, and
+the day each role sees (pre-consultations, summaries, letters, a waiting-list offer, the
+outbox: ``demo_showcase``)."""
 
 import hashlib
 import random
@@ -16,6 +18,7 @@ from app.services.core import audit
 from app.services.core.errors import DomainError
 from app.services.identity.users import create_user
 from app.services.knowledge import library as knowledge
+from app.services.operations.demo_showcase import seed_showcase
 from app.services.patients.records import create_patient
 from models.appointments import Appointment, AppointmentSource, AppointmentStatus
 from models.knowledge import KnowledgeDocument
@@ -102,6 +105,10 @@ class SeedResult:
     practitioners: int = 0
     patients: int = 0
     appointments: int = 0
+    preconsultations: int = 0
+    letters: int = 0
+    offers: int = 0
+    messages: int = 0
     credentials: dict[str, str] = field(default_factory=dict)
 
 
@@ -259,9 +266,10 @@ def seed_demo(
         "medecin": "Dr Claire Martin",
         "admin": "Administrateur",
     }
+    users: dict[str, User] = {}
     for username, role in DEMO_USERS.items():
         password = secrets.token_urlsafe(9)
-        create_user(
+        users[username] = create_user(
             session,
             username=username,
             full_name=names[username],
@@ -271,6 +279,11 @@ def seed_demo(
             actor=actor,
         )
         result.credentials[username] = password
+    showcase = seed_showcase(session, settings, practitioners, users["medecin"], patient_ids)
+    result.preconsultations = showcase.preconsultations
+    result.letters = showcase.letters
+    result.offers = showcase.offers
+    result.messages = showcase.messages
     audit.record(
         session,
         actor,
@@ -279,6 +292,8 @@ def seed_demo(
             "practitioners": result.practitioners,
             "patients": result.patients,
             "appointments": appointments,
+            "preconsultations": result.preconsultations,
+            "letters": result.letters,
         },
     )
     return result

@@ -31,6 +31,8 @@ def check_llm(settings: Settings) -> Check:
     """Whether the Ollama (or OpenAI-compatible) server answers; not fatal when down."""
     if settings.llm_provider == "embedded":
         return Check("ok", "embedded model")
+    if settings.llm_provider == "rules":
+        return Check("ok", "rules (no language model)")
     if settings.llm_provider == "openai" and settings.openai_base_url:
         url = settings.openai_base_url.rstrip("/") + "/models"
     else:

@@ -155,7 +155,7 @@ def search_patients(
     """Find patients by name words (any order, accents ignored), birth date or phone."""
     query = select(Patient)
     for word in fold(text).split():
-        query = query.where(col(Patient.search_key).contains(word))
+        query = query.where(col(Patient.search_key).contains(word, autoescape=True))
     if birth_date is not None:
         query = query.where(Patient.birth_date == birth_date)
     if phone:
@@ -163,7 +163,7 @@ def search_patients(
         if digits.startswith("0"):
             digits = digits[1:]
         if digits:
-            query = query.where(or_(col(Patient.phone).contains(digits)))
+            query = query.where(or_(col(Patient.phone).contains(digits, autoescape=True)))
     rows = list(
         session.exec(
             query.order_by(Patient.birth_name, Patient.first_name, col(Patient.id))

@@ -14,13 +14,12 @@ form's language (a French patient may use the English form, and the reverse).
 """
 
 import re
-import tempfile
 import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +31,12 @@ Language = Literal["fr", "en"]
 FACT_CONCEPTS = frozenset({"anticoagulant", "enceinte"})  # true wherever they are written
 MAX_CHARS = 4000  # longer answers are read up to here (the form keeps at most 2000)
 CACHED_TEXTS = 4096
+CHILD_UNDER_YEARS = 16  # below this age, a parent fills the form
+# Words naming one's own child (over folded text): on a child's form the parent writes them.
+_CHILD: dict[str, str] = {
+    "fr": r"\b((mon|ma|notre|le|la) )?(fils|fille|bebe|enfant|garcon|nourrisson|petit|petite)\b",
+    "en": r"\b((my|our|the) )?(son|daughter|baby|child|kid|boy|girl|toddler|infant)\b",
+}
 
 _EN_WORDS = frozenset(
     [
@@ -189,6 +194,9 @@ class Mention:
     family: bool = False
     history: bool = False
     reported: bool = False
+    # the only relative named in the sentence is a child ("mon fils a de la fièvre"): on a
+    # child's form, the parent writing is describing the patient
+    family_child: bool = False
 
     @property
     def affirmed(self) -> bool:
@@ -251,9 +259,94 @@ def _terms(language: Language) -> tuple[dict[str, list[str]], dict[str, list[str
     return terms, regex
 
 
+@lru_cache(maxsize=8192)
+def _words(norm: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\w+", norm))
+
+
+def _trigrams(folded: str) -> frozenset[str]:
+    """Character trigrams of a padded text, as EDS-NLP's simstring matcher scores them."""
+    padded = f"##{folded}##"
+    return frozenset(padded[i : i + 3] for i in range(len(padded) - 3))
+
+
+class _TypoMatcher:
+    """Typos of the long lexicon terms, found where a typo can be.
+
+    Why not EDS-NLP's simstring matcher: it queried its database for every window of one to
+    four words of every answer, which was nearly all of the time an autosave spent reading
+    text (8 ms p50, 19 ms p95), and building the database took seconds at start-up. A typo of
+    a term keeps its shape (how many words, how the first and the last start), so the terms
+    are indexed by shape: a window whose shape no term has (almost all of them) costs one
+    dictionary look-up, and only the few left are scored, with the same trigram Dice measure
+    and threshold, when their length is that of the term give or take a typo or two. Matches
+    go to the ``fuzzy`` span group, which the qualifiers read.
+    """
+
+    name = "alarm_typos"  # runs right after the exact matcher, so it also puts those in order
+
+    def __init__(self, terms: Mapping[str, Iterable[str]], threshold: float) -> None:
+        self.threshold = threshold
+        self.index: dict[tuple[int, str, str], list[tuple[str, int, frozenset[str]]]] = {}
+        for label, words in terms.items():
+            for term in words:
+                folded = " ".join(re.findall(r"\w+", _fold(term)))
+                self.index.setdefault(_shape(folded), []).append(
+                    (label, len(folded), _trigrams(folded))
+                )
+        self.longest = max((shape[0] for shape in self.index), default=0)
+
+    def __call__(self, doc: Any) -> Any:
+        from spacy.tokens import Span  # edsnlp's own dependency, loaded with it
+
+        scored: list[tuple[float, int, int, int, str]] = []
+        for sent in doc.sents:
+            # NORM is the normaliser's folding (lower case, no accents, straight quotes)
+            words = [
+                (t.i, _words(t.norm_))
+                for t in sent
+                if t.tag_ not in ("EXCLUDED", "SPACE") and not t.is_space
+            ]
+            words = [(i, w) for i, w in words if w]
+            for first, (start, head) in enumerate(words):
+                joined: list[str] = []  # the window's words
+                for stop, tail in words[first:]:
+                    joined.extend(tail)
+                    if len(joined) > self.longest:
+                        break
+                    candidates = self.index.get((len(joined), head[0][:3], tail[-1][:3]))
+                    if not candidates:
+                        continue
+                    window = " ".join(joined)
+                    grams = _trigrams(window)
+                    for label, size, term in candidates:
+                        if abs(len(window) - size) > max(1, size // 8):
+                            continue  # "grosses" (7 letters) is no typo of "grossesse" (9)
+                        dice = 2 * len(grams & term) / (len(grams) + len(term))
+                        if dice >= self.threshold:
+                            scored.append((dice, stop - start, -start, stop + 1, label))
+        # the best-scoring of overlapping candidates wins, as in EDS-NLP's simstring matcher
+        taken: set[int] = set()
+        spans = []
+        for _, _, neg_start, stop, label in sorted(scored, reverse=True):
+            tokens = set(range(-neg_start, stop))
+            if tokens & taken:
+                continue
+            taken |= tokens
+            spans.append(Span(doc, -neg_start, stop, label=label))
+        doc.spans["fuzzy"] = sorted(spans, key=lambda s: s.start)
+        # The qualifiers expect spans in reading order: the term matcher puts its regex
+        # matches after its terms, and a mention placed out of order was left unqualified
+        # ("j'ai pas craché de sang et pas d'essoufflement"). Twins (a term and a regex
+        # finding the same words) are kept once.
+        exact = {(s.label_, s.start, s.end): s for s in doc.spans.get("alarms", [])}
+        doc.spans["alarms"] = [exact[k] for k in sorted(exact, key=lambda k: (k[1], k[2], k[0]))]
+        return doc
+
+
 class _Pipeline:
-    """One language's EDS-NLP pipeline, built once; calls are serialised (the simstring
-    reader is not shared safely between threads)."""
+    """One language's EDS-NLP pipeline, built once; calls are serialised (spaCy pipelines
+    are not documented as safe to share between threads)."""
 
     def __init__(self, language: Language) -> None:
         import edsnlp  # heavy: imported when the first answer is read
@@ -262,15 +355,20 @@ class _Pipeline:
         self.language = language
         cues = getattr(qualifiers(), language)
         self.past = tuple(re.compile(p) for p in cues.past)
+        relatives = [_fold(w) for w in cues.family]
+        if language == "fr":
+            from edsnlp.pipes.qualifiers.family import patterns as family_words
+
+            relatives += [_fold(w) for w in family_words.family]
+        self.child = re.compile(_CHILD[language])
+        others = sorted({w for w in relatives if not self.child.fullmatch(w)}, key=len)
+        self.relatives = re.compile(r"\b(" + "|".join(re.escape(w) for w in others) + r")\b")
         terms, regex = _terms(language)
         fuzzy_terms = {
             name: [t for t in words if len(t) >= lexicon().fuzzy_min_chars]
             for name, words in terms.items()
         }
         fuzzy_terms = {k: v for k, v in fuzzy_terms.items() if v}
-        self.shapes = {
-            name: frozenset(_shape(_fold(t)) for t in words) for name, words in fuzzy_terms.items()
-        }
         nlp: Any = edsnlp.blank("eds")
         nlp.add_pipe(eds.normalizer())
         nlp.add_pipe(eds.sentences())
@@ -284,21 +382,6 @@ class _Pipeline:
                 span_setter={"alarms": True},
                 name="alarm_terms",
             ),
-        )
-        nlp.add_pipe(
-            eds.matcher(
-                terms=fuzzy_terms,
-                attr="NORM",
-                term_matcher="simstring",
-                term_matcher_config={
-                    "threshold": lexicon().fuzzy_threshold,
-                    "measure": "dice",
-                    "windows": 5,
-                    "path": tempfile.mkdtemp(prefix="accueil-simstring-"),
-                },
-                span_setter={"fuzzy": True},
-                name="alarm_typos",
-            )
         )
         spans = {"alarms": True, "fuzzy": True}
         if language == "fr":
@@ -381,6 +464,9 @@ class _Pipeline:
                     verbs=["dire"],
                 )
             )
+        # Added last, placed before the qualifiers: EDS-NLP's qualifiers inspect the pipes
+        # already there when they are built, and expect them to be its own components.
+        nlp.add_pipe(_TypoMatcher(fuzzy_terms, lexicon().fuzzy_threshold), after="alarm_terms")
         self.nlp = nlp
         self.lock = threading.Lock()
 
@@ -393,13 +479,9 @@ class _Pipeline:
         longest = sorted(
             doc.spans.get("alarms", []), key=lambda s: (s.start_char - s.end_char, s.start_char)
         )
-        exact = [(span, False) for span in longest]
-        typos = [(span, True) for span in doc.spans.get("fuzzy", [])]
-        for span, fuzzy in [*exact, *typos]:
+        for span in [*longest, *doc.spans.get("fuzzy", [])]:
             sent = span.sent
             key = (span.label_, span.start_char, span.end_char)
-            if fuzzy and _shape(_fold(span.text)) not in self.shapes.get(span.label_, ()):
-                continue  # a typo keeps the words' count and their beginnings and ends
             if key in seen or any(
                 k[0] == span.label_ and k[1] < span.end_char and span.start_char < k[2]
                 for k in seen
@@ -416,6 +498,9 @@ class _Pipeline:
                 negated=bool(span._.negation),
                 hypothetical=bool(span._.hypothesis),
                 family=bool(span._.family),
+                family_child=bool(span._.family)
+                and bool(self.child.search(folded))
+                and not self.relatives.search(self.child.sub(" ", folded)),
                 history=bool(span._.history) or any(p.search(folded) for p in self.past),
                 reported=bool(span._.reported_speech),
             )
@@ -506,10 +591,13 @@ def read_answers(
     *,
     history_fields: Iterable[str] = (),
     fact_concepts: Iterable[str] = (),
+    child: bool = False,
 ) -> Findings:
     """The affirmed mentions in the given free-text answers. In a history field (past
     illnesses, past reactions) a sign is history by nature; facts (a treatment, a
-    pregnancy) count wherever they are written."""
+    pregnancy) count wherever they are written. On a child's form (``child``) a parent
+    writes: a child named as the only relative ("ma fille de 6 semaines a 38,4") is the
+    patient, not family history."""
     past = set(history_fields)
     facts = set(fact_concepts)
     kept: list[Mention] = []
@@ -519,6 +607,8 @@ def read_answers(
             continue
         for mention in read_text(value):
             placed = Mention(**{**mention.__dict__, "field": field})
+            if child and placed.family_child:
+                placed = Mention(**{**placed.__dict__, "family": False})
             if field in past and placed.concept not in facts:
                 continue
             if placed.affirmed:

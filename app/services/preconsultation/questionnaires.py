@@ -127,6 +127,7 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
             raise QuestionnaireInvalid(
                 f"Le questionnaire doit avoir « {key} ».", f"The questionnaire needs '{key}'."
             )
+    _check_unique_link_ids(normalized.get("item", []))  # FHIR que-2
     form = to_form(normalized)  # every item must be something the form can render
     known = form.questions
     for question in known.values():
@@ -137,6 +138,25 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
                     f"enableWhen of {question.link_id} points to an unknown question.",
                 )
     return normalized
+
+
+def _check_unique_link_ids(items: list[dict[str, Any]]) -> None:
+    """FHIR's que-2: a linkId names one item of the whole questionnaire (answers, rules and
+    responses point to items by it)."""
+    seen: set[str] = set()
+
+    def walk(level: list[dict[str, Any]]) -> None:
+        for item in level:
+            link_id = str(item.get("linkId"))
+            if link_id in seen:
+                raise QuestionnaireInvalid(
+                    f"Le linkId « {link_id} » est utilisé plusieurs fois.",
+                    f"The linkId '{link_id}' is used more than once.",
+                )
+            seen.add(link_id)
+            walk(item.get("item", []))
+
+    walk(items)
 
 
 def slug_of(resource: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.services.core.errors import InvalidInput
 from app.services.preconsultation import questionnaires
 from app.services.preconsultation.clinical_text import (
+    CHILD_UNDER_YEARS,
     FACT_CONCEPTS,
     Findings,
     Mention,
@@ -337,6 +338,10 @@ def assess(
     context = {**enabled, **(derived or {})}
     fields = [k for k in enabled if form.questions[k].free_text]
     findings = read_answers(
-        enabled, fields, history_fields=history_fields(ruleset), fact_concepts=FACT_CONCEPTS
+        enabled,
+        fields,
+        history_fields=history_fields(ruleset),
+        fact_concepts=FACT_CONCEPTS,
+        child=context.get("_age_years", CHILD_UNDER_YEARS) < CHILD_UNDER_YEARS,
     )
     return evaluate(ruleset, context, findings)

@@ -14,11 +14,12 @@ from app.services.scheduling.slots import (
     Slot,
     SlotQuery,
     active_practitioners,
-    busy_intervals,
+    appointment_intervals,
     find_slots,
     fits_working_hours,
     resolve_duration,
     to_utc,
+    unavailable_intervals,
 )
 from models.appointments import Appointment, AppointmentSource, AppointmentStatus
 from models.patients import Patient
@@ -106,31 +107,21 @@ def _check_slot(
             f"Outside {practitioner.display_name}'s consultation hours.",
         )
     pid = practitioner.id or 0
-    taken = session.exec(
-        select(Appointment.id).where(
-            Appointment.practitioner_id == pid,
-            Appointment.status != AppointmentStatus.cancelled,
-            Appointment.starts_at < ends_at,
-            Appointment.ends_at > starts_at,
-            Appointment.id != (ignore_appointment_id or 0),
-        )
-    ).first()
-    unavailable = taken is None and bool(
-        busy_intervals(
-            session, [pid], starts_at, ends_at, ignore_appointment_id=ignore_appointment_id
-        )[pid]
-    )
-    if taken is not None or unavailable:
-        minutes = int((ends_at - starts_at).total_seconds() // 60)
-        alternatives = nearby_slots(session, tz, pid, starts_at, minutes, now=now)
-        if taken is not None:
-            raise SlotTaken(alternatives, tz)
+    minutes = int((ends_at - starts_at).total_seconds() // 60)
+    # Absences, closures and holidays first, the appointments last: a rival booking that
+    # commits between two reads must be reported as "taken", never as "away or closed".
+    if unavailable_intervals(session, tz, [pid], starts_at, ends_at)[pid]:
         raise SlotTaken(
-            alternatives,
+            nearby_slots(session, tz, pid, starts_at, minutes, now=now),
             tz,
             f"{practitioner.display_name} est absent(e) ou le cabinet est fermé à ce moment.",
             f"{practitioner.display_name} is away or the practice is closed then.",
         )
+    taken = appointment_intervals(
+        session, [pid], starts_at, ends_at, ignore_appointment_id=ignore_appointment_id
+    )[pid]
+    if taken:
+        raise SlotTaken(nearby_slots(session, tz, pid, starts_at, minutes, now=now), tz)
 
 
 def _practitioner(session: Session, practitioner_id: int) -> Practitioner:
@@ -145,23 +136,26 @@ def _patient(session: Session, patient_id: int) -> Patient:
 
 
 def _save(session: Session, tz: ZoneInfo, appointment: Appointment, now: datetime) -> None:
-    """Flush the change; a concurrent booking of the same time is turned into SlotTaken."""
+    """Flush the change; a concurrent booking of the same time is turned into SlotTaken.
+
+    A loser may also meet SQLite's lock (its read snapshot is older than the winner's
+    commit): it then looks again, and a slot now taken is reported as taken, like any loser.
+    """
     session.add(appointment)
+    pid, start, end = appointment.practitioner_id, appointment.starts_at, appointment.ends_at
+    own_id = appointment.id
+    minutes = int((end - start).total_seconds() // 60)
     try:
         session.flush()
     except IntegrityError as exc:
         if not _overlap_error(exc):
             raise
         session.rollback()
-        minutes = int((appointment.ends_at - appointment.starts_at).total_seconds() // 60)
-        raise SlotTaken(
-            nearby_slots(
-                session, tz, appointment.practitioner_id, appointment.starts_at, minutes, now=now
-            ),
-            tz,
-        ) from exc
+        raise SlotTaken(nearby_slots(session, tz, pid, start, minutes, now=now), tz) from exc
     except OperationalError as exc:  # SQLite gave up waiting for the write lock
         session.rollback()
+        if appointment_intervals(session, [pid], start, end, ignore_appointment_id=own_id)[pid]:
+            raise SlotTaken(nearby_slots(session, tz, pid, start, minutes, now=now), tz) from exc
         raise Conflict(
             "Le cabinet est très sollicité : réessayez dans un instant.",
             "The system is busy: try again in a moment.",

@@ -5,12 +5,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from icalendar import STATUS, Calendar, Event, Timezone
+from icalendar import STATUS, Calendar, Event
 from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.services.core import audit
 from app.services.core.errors import InvalidInput, NotFound
+from app.services.scheduling.vtimezone import vtimezone
 from models.appointments import Appointment, AppointmentStatus
 from models.audit import ActorKind
 from models.patients import Patient
@@ -205,8 +206,9 @@ def render_feed(
     )
     calendar.add("X-WR-TIMEZONE", settings.timezone)
     # A VTIMEZONE keeps the calendar valid (RFC 5545 wants one component) when it has no event.
+    # Built from zoneinfo's transitions: icalendar's from_tzid dates the spring change wrong.
     calendar.add_component(
-        Timezone.from_tzid(
+        vtimezone(
             settings.timezone,
             first_date=(now - WINDOW_PAST - timedelta(days=1)).date(),
             last_date=(now + WINDOW_AHEAD + timedelta(days=1)).date(),

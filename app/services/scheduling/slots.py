@@ -1,4 +1,5 @@
-"""Free-slot search: working hours minus appointments, absences and closures, DST-safe.
+"""Free-slot search: working hours minus appointments, absences, closures and public
+holidays, DST-safe.
 
 All arithmetic is done on UTC instants; local calendar days and working hours are turned
 into instants with the practice's time zone, so a slot is right on both sides of a
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from app.services.core.errors import InvalidInput, NotFound
+from app.services.scheduling.public_holidays import holiday_intervals
 from models.appointments import Appointment, AppointmentStatus, PartOfDay
 from models.practice import (
     Absence,
@@ -135,7 +137,60 @@ def working_hours(
     return hours
 
 
-def busy_intervals(
+def closure_intervals(
+    session: Session, tz: ZoneInfo, start: datetime, end: datetime
+) -> list[Interval]:
+    """Practice closures and closed public holidays overlapping [start, end), sorted."""
+    closures: list[Interval] = [
+        (s, e)
+        for s, e in session.exec(
+            select(PracticeClosure.starts_at, PracticeClosure.ends_at).where(
+                PracticeClosure.starts_at < end, PracticeClosure.ends_at > start
+            )
+        ).all()
+    ]
+    closures.extend(holiday_intervals(session, tz, start, end))
+    return sorted(closures)
+
+
+def absence_intervals(
+    session: Session, practitioner_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, list[Interval]]:
+    """Practitioners' absences overlapping [start, end), sorted."""
+    busy: dict[int, list[Interval]] = {pid: [] for pid in practitioner_ids}
+    absences = select(Absence.practitioner_id, Absence.starts_at, Absence.ends_at).where(
+        col(Absence.practitioner_id).in_(practitioner_ids),
+        Absence.starts_at < end,
+        Absence.ends_at > start,
+    )
+    for pid, s, e in session.exec(absences).all():
+        busy[pid].append((s, e))
+    for intervals in busy.values():
+        intervals.sort()
+    return busy
+
+
+def unavailable_intervals(
+    session: Session,
+    tz: ZoneInfo,
+    practitioner_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+) -> dict[int, list[Interval]]:
+    """Absences, practice closures and closed public holidays overlapping [start, end).
+
+    Kept apart from appointments: these do not change while two people race for one slot, so
+    a booking checks them first and the appointments last (see ``agenda._check_slot``).
+    """
+    closures = closure_intervals(session, tz, start, end)
+    busy = absence_intervals(session, practitioner_ids, start, end)
+    for intervals in busy.values():
+        intervals.extend(closures)
+        intervals.sort()
+    return busy
+
+
+def appointment_intervals(
     session: Session,
     practitioner_ids: Sequence[int],
     start: datetime,
@@ -143,7 +198,7 @@ def busy_intervals(
     *,
     ignore_appointment_id: int | None = None,
 ) -> dict[int, list[Interval]]:
-    """Live appointments, absences and practice closures overlapping [start, end), merged."""
+    """Live appointments overlapping [start, end), per practitioner, sorted."""
     busy: dict[int, list[Interval]] = {pid: [] for pid in practitioner_ids}
     appointments = select(
         Appointment.practitioner_id, Appointment.starts_at, Appointment.ends_at
@@ -159,20 +214,27 @@ def busy_intervals(
         appointments = appointments.where(Appointment.id != ignore_appointment_id)
     for pid, s, e in session.exec(appointments).all():
         busy[pid].append((s, e))
-    absences = select(Absence.practitioner_id, Absence.starts_at, Absence.ends_at).where(
-        col(Absence.practitioner_id).in_(practitioner_ids),
-        Absence.starts_at < end,
-        Absence.ends_at > start,
-    )
-    for pid, s, e in session.exec(absences).all():
-        busy[pid].append((s, e))
-    closures = session.exec(
-        select(PracticeClosure.starts_at, PracticeClosure.ends_at).where(
-            PracticeClosure.starts_at < end, PracticeClosure.ends_at > start
-        )
-    ).all()
     for intervals in busy.values():
-        intervals.extend(closures)
+        intervals.sort()
+    return busy
+
+
+def busy_intervals(
+    session: Session,
+    tz: ZoneInfo,
+    practitioner_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    ignore_appointment_id: int | None = None,
+) -> dict[int, list[Interval]]:
+    """Live appointments, absences, practice closures and closed holidays in [start, end)."""
+    busy = unavailable_intervals(session, tz, practitioner_ids, start, end)
+    booked = appointment_intervals(
+        session, practitioner_ids, start, end, ignore_appointment_id=ignore_appointment_id
+    )
+    for pid, intervals in busy.items():
+        intervals.extend(booked[pid])
         intervals.sort()
     return busy
 
@@ -282,6 +344,7 @@ def find_slots(
         chunk_last = min(day + timedelta(days=span - 1), last_day)
         busy = busy_intervals(
             session,
+            tz,
             ids,
             local_instant(day, time.min, tz),
             local_instant(chunk_last + timedelta(days=1), time.min, tz),

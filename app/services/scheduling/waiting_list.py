@@ -10,7 +10,7 @@ from app.services.core import audit
 from app.services.core.errors import Conflict, InvalidInput, NotFound
 from app.services.notifications import planning as notifications
 from app.services.scheduling.agenda import SlotTaken, book_appointment
-from app.services.scheduling.slots import NOON, Slot, active_practitioners
+from app.services.scheduling.slots import NOON, Slot, active_practitioners, appointment_intervals
 from models.appointments import (
     Appointment,
     AppointmentSource,
@@ -33,6 +33,8 @@ class WaitingView:
     entry: WaitingListEntry
     patient: Patient
     offer: WaitingOffer | None
+    # The offered slot was booked again meanwhile (or has begun): shown, never bookable.
+    stale: bool = False
 
 
 def add_to_waiting_list(
@@ -309,6 +311,14 @@ def withdraw(session: Session, actor: audit.Actor, entry_id: int) -> WaitingList
     return entry
 
 
+def _offer_is_stale(session: Session, offer: WaitingOffer) -> bool:
+    """Whether a pending offer's slot can no longer be booked: taken again, or begun."""
+    if offer.starts_at <= datetime.now(UTC):
+        return True
+    pid = offer.practitioner_id
+    return bool(appointment_intervals(session, [pid], offer.starts_at, offer.ends_at)[pid])
+
+
 def list_waiting(
     session: Session, actor: audit.Actor, *, include_closed: bool = False
 ) -> list[WaitingView]:
@@ -329,7 +339,11 @@ def list_waiting(
             select(WaitingOffer).where(WaitingOffer.status == OfferStatus.pending)
         ).all()
     }
-    views = [WaitingView(entry, patient, offers.get(entry.id or 0)) for entry, patient in rows]
+    views = [
+        WaitingView(entry, patient, offer, offer is not None and _offer_is_stale(session, offer))
+        for entry, patient in rows
+        for offer in [offers.get(entry.id or 0)]
+    ]
     if views:
         audit.record(
             session,

@@ -1,7 +1,7 @@
 """Practice-wide settings pages for admins: closures of the practice and visit types."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from app.services.core.errors import DomainError, NotFound
 from app.services.scheduling import practice_setup as setup
+from app.services.scheduling import public_holidays
 from app.web.deps import AdminUser, SessionDep, SettingsDep, user_actor
 from app.web.forms import FormCheck, PostedForm, page_language, values_of
 from app.web.practice_forms import (
@@ -27,7 +28,8 @@ from models.practice import PracticeClosure
 closures = APIRouter(prefix="/admin/fermetures", tags=["admin"])
 visit_types = APIRouter(prefix="/admin/types-de-visite", tags=["admin"])
 
-CLOSURE_NOTICES = frozenset({"added", "deleted"})
+CLOSURE_NOTICES = frozenset({"added", "deleted", "holiday_opened", "holiday_closed"})
+HOLIDAYS_AHEAD = timedelta(days=366)
 VISIT_TYPE_FIELDS = ("code", "label", "duration_minutes")
 VISIT_TYPE_NOTICES = frozenset({"created", "updated", "deactivated", "reactivated"})
 
@@ -67,11 +69,15 @@ def _closures_page(
         )
         for closure in setup.list_closures(session, ending_after=datetime.now(UTC))
     ]
+    today = datetime.now(tz).date()
+    holidays = public_holidays.list_holidays(session, today, today + HOLIDAYS_AHEAD)
     return render(
         request,
         "practice/closures.html",
         {
             "closures": rows,
+            "holidays": holidays,
+            "language": language,
             "values": values or {},
             "errors": errors or [],
             "notice": notice if notice in CLOSURE_NOTICES else "",
@@ -221,3 +227,15 @@ def reactivate_visit_type(
 ) -> Response:
     setup.set_visit_type_active(session, user_actor(request, user), visit_type_id, True)
     return RedirectResponse("/admin/types-de-visite?fait=reactivated", status_code=303)
+
+
+@closures.post("/feries/{day}/ouvrir", summary="Open the practice on a public holiday")
+def open_holiday(request: Request, user: AdminUser, session: SessionDep, day: date) -> Response:
+    public_holidays.open_holiday(session, user_actor(request, user), day)
+    return RedirectResponse("/admin/fermetures?fait=holiday_opened", status_code=303)
+
+
+@closures.post("/feries/{day}/fermer", summary="Close a public holiday opened exceptionally")
+def close_holiday(request: Request, user: AdminUser, session: SessionDep, day: date) -> Response:
+    public_holidays.close_holiday(session, user_actor(request, user), day)
+    return RedirectResponse("/admin/fermetures?fait=holiday_closed", status_code=303)

@@ -1,16 +1,21 @@
-"""Agenda pages: day and week views, the booking form, and one appointment's page."""
+"""Agenda pages: day and week views (time grid + list fallback), the grid's JSON data and
+moves, the printable day sheet, the booking form, and one appointment's page."""
 
+import json
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
 
-from app.services.core.errors import DomainError
+from app.services.core.audit import Actor
+from app.services.core.errors import DomainError, InvalidInput
 from app.services.flows import agenda_changes
 from app.services.preconsultation.links import staff_view
 from app.services.scheduling.agenda import (
@@ -23,7 +28,14 @@ from app.services.scheduling.agenda import (
     set_attendance,
 )
 from app.services.scheduling.practice_setup import list_visit_types
-from app.services.scheduling.slots import Slot, SlotQuery, active_practitioners, find_slots
+from app.services.scheduling.slot_answers import SlotAnswer, search_slots
+from app.services.scheduling.slots import (
+    Slot,
+    SlotQuery,
+    active_practitioners,
+    find_slots,
+    working_hours,
+)
 from app.services.scheduling.waiting_list import offered_patient
 from app.web.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
 from app.web.forms import (
@@ -35,9 +47,11 @@ from app.web.forms import (
     patient_choices,
     values_of,
 )
+from app.web.i18n import translate
 from app.web.templating import render
 from models.appointments import AppointmentStatus
-from models.practice import Practitioner
+from models.practice import Absence, PracticeClosure, Practitioner
+from models.questionnaires import PreConsultation, PreConsultationStatus
 from models.users import User
 
 router = APIRouter(prefix="/agenda", tags=["pages"])
@@ -57,6 +71,20 @@ MOVE_FIELDS = ("date", "time", "start", "practitioner")
 NOTICES = frozenset({"moved", "cancelled", "attendance"})
 SUGGESTION_DAYS = 14
 SUGGESTIONS = 6
+# Texts the grid's script shows (agenda.grid.<key> in the catalogs).
+GRID_MESSAGES = (
+    "confirm_move",
+    "confirm_resize",
+    "moved",
+    "failed",
+    "load_failed",
+    "pre",
+    "flag",
+    "free_click",
+    "show_list",
+    "hide_list",
+    "minutes",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,7 @@ class AgendaColumn:
     practitioner: Practitioner
     day: date
     rows: list[AgendaRow]
+    no_slot: SlotAnswer | None = None  # why nothing is free that day, and the next free slot
 
 
 def _day_span(day: date, days: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -103,7 +132,11 @@ def _column(
     ]
     rows += [AgendaRow(s.starts_at, s.ends_at, slot=s) for s in slots]
     rows.sort(key=lambda row: (row.starts_at, row.slot is not None))
-    return AgendaColumn(practitioner, day, rows)
+    no_slot = None
+    if not slots and end > datetime.now(tz):  # past days need no explanation
+        query = SlotQuery(start=start, end=end, practitioner_id=practitioner.id, limit=1)
+        no_slot = search_slots(session, tz, query)
+    return AgendaColumn(practitioner, day, rows, no_slot)
 
 
 def _agenda_url(**params: Any) -> str:
@@ -131,11 +164,15 @@ def agenda_page(
     booked: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     tz = settings.tz
-    check = FormCheck(page_language(request), {"practitioner": practitioner, "date": day})
+    language = page_language(request)
+    check = FormCheck(language, {"practitioner": practitioner, "date": day})
     chosen_id = check.integer("practitioner")
     today = datetime.now(tz).date()
     shown_day = (check.day("date") if day else None) or today
     practitioners = active_practitioners(session)
+    grid_params = {"practitioner": chosen_id, "view": view, "date": shown_day.isoformat()}
+    if cancelled == "1":
+        grid_params["cancelled"] = "1"
     if chosen_id is not None:
         active_practitioners(session, chosen_id)  # an unknown practitioner is a clear 404
     elif view == "week":
@@ -182,6 +219,11 @@ def agenda_page(
             "link": link,
             "previous_day": shown_day - step,
             "next_day": shown_day + step,
+            # The grid shows every practitioner in week view too, unless one was chosen.
+            "grid_query": urlencode({k: v for k, v in grid_params.items() if v}),
+            "grid_messages": json.dumps(
+                {key: translate(language, f"agenda.grid.{key}") for key in GRID_MESSAGES}
+            ),
         },
     )
 
@@ -440,3 +482,324 @@ def attendance_from_form(
             request, session, user, appointment_id, errors=errors, status=exc.status_code
         )
     return RedirectResponse(_detail_url(appointment_id, "attendance"), 303)
+
+
+# --- The time grid (day and week, practitioners as columns) ----------------------------------
+
+GRID_SLOT = timedelta(minutes=10)  # one grid row; appointments snap to 5 minutes
+GRID_DEFAULT_HOURS = (time(8, 0), time(19, 0))  # when nobody has working hours yet
+VISIT_COLOURS = 6  # visit types are spread over this many colour classes (agenda-grid.css)
+FLAG_STATUSES = (PreConsultationStatus.submitted, PreConsultationStatus.in_progress)
+
+
+def _floating(moment: datetime, tz: ZoneInfo) -> str:
+    """The practice's wall-clock time without offset: the grid shows it as is, whatever the
+    browser's own time zone, and sends it back in the same form."""
+    return moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _visit_colour(code: str) -> str:
+    """A stable colour class per visit type code (new types need no CSS change)."""
+    return f"vt-{zlib.crc32(code.encode()) % VISIT_COLOURS}"
+
+
+def _grid_hours(session: Session, practitioners: list[Practitioner]) -> tuple[str, str]:
+    """From the earliest opening to the latest closing of the shown practitioners."""
+    ids = [p.id for p in practitioners if p.id is not None]
+    ranges = [
+        r for by_day in working_hours(session, ids).values() for rs in by_day.values() for r in rs
+    ]
+    start = min((r[0] for r in ranges), default=GRID_DEFAULT_HOURS[0])
+    end = max((r[1] for r in ranges), default=GRID_DEFAULT_HOURS[1])
+    return start.strftime("%H:%M"), end.strftime("%H:%M")
+
+
+def _preconsultations(session: Session, ids: list[int]) -> dict[int, PreConsultation]:
+    """The latest pre-consultation of each appointment, for the grid's badges."""
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(PreConsultation)
+        .where(col(PreConsultation.appointment_id).in_(ids))
+        .order_by(col(PreConsultation.created_at))
+    ).all()
+    return {p.appointment_id: p for p in rows}
+
+
+def _appointment_event(
+    view: AppointmentView, tz: ZoneInfo, language: str, pre: PreConsultation | None
+) -> dict[str, Any]:
+    a = view.appointment
+    red_flag = bool(pre and pre.red_flags and pre.status in FLAG_STATUSES)
+    pre_status = str(pre.status) if pre else ""
+    return {
+        "id": f"a{a.id}",
+        "resourceId": str(a.practitioner_id),
+        "start": _floating(a.starts_at, tz),
+        "end": _floating(a.ends_at, tz),
+        "title": view.patient.display_name,
+        "editable": a.status in LIVE_STATUSES,
+        "classNames": [
+            "appointment",
+            _visit_colour(a.visit_type),
+            f"st-{a.status}",
+            *(["red-flag"] if red_flag else []),
+        ],
+        "extendedProps": {
+            "kind": "appointment",
+            "appointmentId": a.id,
+            "url": f"/agenda/appointments/{a.id}",
+            "patient": view.patient.display_name,
+            "practitioner": view.practitioner.display_name,
+            "reason": a.reason,
+            "visitType": a.visit_type,
+            "status": str(a.status),
+            "statusLabel": translate(language, f"status.{a.status}"),
+            "preconsultation": pre_status,
+            "preconsultationLabel": translate(language, f"agenda.grid.pre_{pre_status}")
+            if pre_status
+            else "",
+            "redFlag": red_flag,
+        },
+    }
+
+
+def _background(
+    kind: str, resource: int | None, start: datetime, end: datetime, tz: ZoneInfo, title: str
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "start": _floating(start, tz),
+        "end": _floating(end, tz),
+        "display": "background",
+        "classNames": [kind],
+        "title": title,
+        "extendedProps": {"kind": kind},
+    }
+    if resource is not None:
+        event["resourceId"] = str(resource)
+    return event
+
+
+def _bands(slots: list[Slot]) -> list[tuple[int, datetime, datetime]]:
+    """Free slots merged into continuous bands per practitioner."""
+    bands: list[tuple[int, datetime, datetime]] = []
+    for slot in sorted(slots, key=lambda s: (s.practitioner_id, s.starts_at)):
+        if bands and bands[-1][0] == slot.practitioner_id and slot.starts_at <= bands[-1][2]:
+            pid, start, end = bands[-1]
+            bands[-1] = (pid, start, max(end, slot.ends_at))
+        else:
+            bands.append((slot.practitioner_id, slot.starts_at, slot.ends_at))
+    return bands
+
+
+def grid_data(
+    session: Session,
+    actor: Actor,
+    tz: ZoneInfo,
+    language: str,
+    *,
+    practitioners: list[Practitioner],
+    days: list[date],
+    include_cancelled: bool = False,
+) -> dict[str, Any]:
+    """Everything the time grid draws for ``days``: practitioners as resources, appointments
+    (audited as one read, like the list view), absences, closures and free slots."""
+    start, end = _day_span(days[0], len(days), tz)
+    ids = [p.id for p in practitioners if p.id is not None]
+    views = (
+        [
+            v
+            for v in list_appointments(
+                session,
+                actor,
+                start=start,
+                end=end,
+                include_cancelled=include_cancelled,
+                limit=2000,
+            )
+            if v.practitioner.id in ids
+        ]
+        if ids
+        else []
+    )
+    pre = _preconsultations(session, [v.appointment.id for v in views if v.appointment.id])
+    events = [_appointment_event(v, tz, language, pre.get(v.appointment.id or 0)) for v in views]
+    absences = session.exec(
+        select(Absence).where(
+            col(Absence.practitioner_id).in_(ids), Absence.starts_at < end, Absence.ends_at > start
+        )
+    ).all()
+    absent = translate(language, "agenda.grid.absence")
+    events += [
+        _background("absence", a.practitioner_id, a.starts_at, a.ends_at, tz, a.reason or absent)
+        for a in absences
+    ]
+    closures = session.exec(
+        select(PracticeClosure).where(
+            PracticeClosure.starts_at < end, PracticeClosure.ends_at > start
+        )
+    ).all()
+    closed = translate(language, "agenda.grid.closure")
+    events += [
+        _background("closure", p, c.starts_at, c.ends_at, tz, c.reason or closed)
+        for c in closures
+        for p in ids
+    ]
+    free = translate(language, "agenda.free")
+    slots: list[Slot] = []
+    for day in days:
+        day_start, day_end = _day_span(day, 1, tz)
+        for pid in ids:
+            query = SlotQuery(start=day_start, end=day_end, practitioner_id=pid, limit=100)
+            slots += find_slots(session, tz, query)
+    # Back-to-back free slots are drawn as one band (far fewer elements to draw); the slots
+    # themselves travel apart, for the click that books one.
+    events += [_background("free", pid, s, e, tz, free) for pid, s, e in _bands(slots)]
+    slot_min, slot_max = _grid_hours(session, practitioners)
+    return {
+        "view": "resourceTimeGridWeek" if len(days) > 1 else "resourceTimeGridDay",
+        "date": days[0].isoformat(),
+        "slotMinTime": slot_min,
+        "slotMaxTime": slot_max,
+        "slotDuration": f"00:{GRID_SLOT.seconds // 60:02d}",
+        "now": _floating(datetime.now(UTC), tz),
+        "resources": [{"id": str(p.id), "title": p.display_name} for p in practitioners],
+        "events": events,
+        "freeSlots": [
+            {
+                "resourceId": str(s.practitioner_id),
+                "start": _floating(s.starts_at, tz),
+                "end": _floating(s.ends_at, tz),
+            }
+            for s in slots
+        ],
+    }
+
+
+@router.get("/grid", summary="Time-grid data: practitioners, appointments, free slots")
+def grid_json(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    practitioner: Annotated[str, Query(max_length=12)] = "",
+    day: Annotated[str, Query(alias="date", max_length=10)] = "",
+    view: Literal["day", "week"] = "day",
+    cancelled: Annotated[str, Query(max_length=1)] = "",
+) -> JSONResponse:
+    tz = settings.tz
+    language = page_language(request)
+    check = FormCheck(language, {"practitioner": practitioner, "date": day})
+    chosen_id = check.integer("practitioner")
+    shown_day = (check.day("date") if day else None) or datetime.now(tz).date()
+    if check.errors:
+        raise InvalidInput(
+            translate("fr", "agenda.grid.bad_query"), translate("en", "agenda.grid.bad_query")
+        )
+    practitioners = active_practitioners(session, chosen_id)
+    days = (
+        [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
+        if view == "week"
+        else [shown_day]
+    )
+    data = grid_data(
+        session,
+        user_actor(request, user),
+        tz,
+        language,
+        practitioners=practitioners,
+        days=days,
+        include_cancelled=cancelled == "1",
+    )
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+class GridMove(BaseModel):
+    """A move or a resize made on the grid (wall-clock time of the practice)."""
+
+    start: str = Field(max_length=32, description="New start, YYYY-MM-DDTHH:MM, local time")
+    practitioner: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    duration: int | None = Field(default=None, ge=5, le=240, description="New length, minutes")
+
+
+@router.post(
+    "/appointments/{appointment_id}/grid-move",
+    summary="Move or resize an appointment from the time grid (JSON)",
+)
+def grid_move(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    appointment_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: GridMove,
+) -> JSONResponse:
+    """The same scheduling service and checks as the move form: a taken slot is a 409 with
+    the service's message ("Créneau déjà pris…"), and the freed time goes to the waiting
+    list."""
+    tz = settings.tz
+    language = page_language(request)
+    starts_at = parse_local(body.start, tz)
+    if starts_at is None:
+        raise InvalidInput(
+            translate("fr", "agenda.grid.bad_start"), translate("en", "agenda.grid.bad_start")
+        )
+    appointment, offer = agenda_changes.move(
+        session,
+        user_actor(request, user),
+        tz,
+        appointment_id,
+        starts_at=starts_at,
+        practitioner_id=body.practitioner,
+        duration_minutes=body.duration,
+    )
+    offered = (
+        offered_patient(session, user_actor(request, user), offer.id)
+        if offer and offer.id
+        else None
+    )
+    return JSONResponse(
+        {
+            "message": translate(language, "agenda.done_moved"),
+            "offer": translate(language, "agenda.offer_made", patient=offered.display_name)
+            if offered
+            else None,
+            "start": _floating(appointment.starts_at, tz),
+            "end": _floating(appointment.ends_at, tz),
+            "practitioner": appointment.practitioner_id,
+        }
+    )
+
+
+@router.get("/print", response_class=HTMLResponse, summary="Printable day sheet per practitioner")
+def print_day(
+    request: Request,
+    user: PatientStaffUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    practitioner: Annotated[str, Query(max_length=12)] = "",
+    day: Annotated[str, Query(alias="date", max_length=10)] = "",
+) -> Response:
+    """One sheet per practitioner (or only the chosen one), each on its own printed page."""
+    tz = settings.tz
+    check = FormCheck(page_language(request), {"practitioner": practitioner, "date": day})
+    chosen_id = check.integer("practitioner")
+    shown_day = (check.day("date") if day else None) or datetime.now(tz).date()
+    practitioners = active_practitioners(session, chosen_id)
+    start, end = _day_span(shown_day, 1, tz)
+    ids = [p.id for p in practitioners]
+    views = [
+        v
+        for v in list_appointments(session, user_actor(request, user), start=start, end=end)
+        if v.practitioner.id in ids
+    ]
+    pre = _preconsultations(session, [v.appointment.id for v in views if v.appointment.id])
+    sheets = [
+        (p, [(v, pre.get(v.appointment.id or 0)) for v in views if v.practitioner.id == p.id])
+        for p in practitioners
+    ]
+    return render(
+        request,
+        "agenda/print.html",
+        {"day": shown_day, "sheets": sheets, "errors": check.errors, "flagged": FLAG_STATUSES},
+    )

@@ -1,0 +1,354 @@
+/* The agenda's time grid: practitioners as columns, drag and drop, resize, free-slot clicks.
+ *
+ * Drawn with the vendored EventCalendar (static/vendor/event-calendar, MIT) from the JSON of
+ * GET /agenda/grid. Every move or resize is confirmed in a dialog, then sent to
+ * POST /agenda/appointments/{id}/grid-move, which uses the same scheduling service as the
+ * move form; a refused move snaps back and shows the server's message. The keyboard path:
+ * Tab to an appointment, Enter opens the same dialog with editable date, time, length and
+ * practitioner. Without JavaScript the list below the grid is the agenda.
+ *
+ * Times are the practice's wall-clock times, sent and received without offset ("floating").
+ */
+(function () {
+  "use strict";
+
+  var section = document.getElementById("agenda-grid-section");
+  if (!section || typeof EventCalendar === "undefined") return;
+
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var messages = JSON.parse(section.dataset.messages || "{}");
+  var alertBox = document.getElementById("agenda-grid-messages");
+  var doneBox = document.getElementById("agenda-grid-done");
+  var dialog = document.getElementById("agenda-move-dialog");
+  var form = document.getElementById("agenda-move-form");
+  var fields = {
+    date: document.getElementById("m-date"),
+    time: document.getElementById("m-time"),
+    duration: document.getElementById("m-duration"),
+    practitioner: document.getElementById("m-practitioner")
+  };
+  var what = document.getElementById("move-dialog-what");
+  var openLink = document.getElementById("move-dialog-open");
+  var state = { calendar: null, free: [], pending: null, busy: false, lastFocus: null };
+  var timing = { start: performance.now(), renderMs: null, events: 0 };
+  window.accueilAgendaGrid = timing; // read by the browser tests and the benchmark
+
+  function fill(text, values) {
+    return String(text || "").replace(/\{(\w+)\}/g, function (_, key) {
+      return key in values ? String(values[key]) : "";
+    });
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  /* A Date from the grid, as the practice's wall-clock text (the grid works in floating time). */
+  function localText(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+      "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  function parseFloating(text) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(text);
+    return m ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : null;
+  }
+
+  function say(box, text) {
+    box.textContent = "";
+    if (text) {
+      var p = document.createElement("p");
+      p.className = box === alertBox ? "error" : "notice";
+      p.textContent = text;
+      box.appendChild(p);
+    }
+  }
+
+  function badge(cls, text, title) {
+    var span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text;
+    span.title = title;
+    return span;
+  }
+
+  /* What an appointment block shows; built from DOM nodes (names are never parsed as HTML). */
+  function eventContent(info) {
+    var props = info.event.extendedProps || {};
+    if (props.kind !== "appointment") return { domNodes: [] };
+    var nodes = [];
+    var time = document.createElement("span");
+    time.className = "ev-time";
+    time.textContent = localText(info.event.start).slice(11) + "–" + localText(info.event.end).slice(11);
+    nodes.push(time);
+    var name = document.createElement("span");
+    name.className = "ev-name";
+    name.textContent = " " + props.patient;
+    nodes.push(name);
+    if (props.preconsultation === "submitted") nodes.push(badge("badge-pre", "Q", props.preconsultationLabel));
+    if (props.redFlag) nodes.push(badge("badge-flag", "!", messages.flag));
+    if (props.reason) {
+      var reason = document.createElement("span");
+      reason.className = "ev-reason";
+      reason.textContent = props.reason;
+      nodes.push(reason);
+    }
+    return { domNodes: nodes };
+  }
+
+  function eventDidMount(info) {
+    var props = info.event.extendedProps || {};
+    info.el.dataset.kind = props.kind || "";
+    info.el.dataset.start = localText(info.event.start);
+    info.el.dataset.end = localText(info.event.end);
+    info.el.dataset.resource = String(info.event.resourceIds[0] || "");
+    if (props.kind !== "appointment") return;
+    var label = [localText(info.event.start).slice(11) + "–" + localText(info.event.end).slice(11),
+      props.patient, props.practitioner, props.statusLabel];
+    if (props.preconsultationLabel) label.push(props.preconsultationLabel);
+    if (props.redFlag) label.push(messages.flag);
+    info.el.setAttribute("aria-label", label.join(", "));
+    info.el.dataset.appointmentId = String(props.appointmentId);
+  }
+
+  function minutesBetween(a, b) { return Math.round((b - a) / 60000); }
+
+  /* The dialog: the confirmation step of a drag or resize, and the keyboard's move form. */
+  function openDialog(event, change) {
+    var props = event.extendedProps || {};
+    state.pending = { event: event, revert: change.revert || null, kind: change.kind };
+    state.lastFocus = document.activeElement;
+    var start = change.start, minutes = change.minutes;
+    fields.date.value = localText(start).slice(0, 10);
+    fields.time.value = localText(start).slice(11);
+    fields.duration.value = String(minutes);
+    fields.practitioner.value = String(change.resourceId);
+    var practitioner = fields.practitioner.options[fields.practitioner.selectedIndex];
+    what.textContent = change.kind === "resize"
+      ? fill(messages.confirm_resize, { patient: props.patient, minutes: minutes })
+      : fill(messages.confirm_move, {
+        patient: props.patient,
+        when: start.toLocaleDateString(document.documentElement.lang || "fr", {
+          weekday: "short", day: "2-digit", month: "2-digit" }) + " " + localText(start).slice(11),
+        practitioner: practitioner ? practitioner.textContent : ""
+      });
+    openLink.href = props.url;
+    dialog.returnValue = "";
+    dialog.showModal();
+    (change.kind === "keyboard" ? fields.time : document.getElementById("move-dialog-confirm")).focus();
+  }
+
+  function closePending(revert) {
+    var pending = state.pending;
+    state.pending = null;
+    if (pending && revert && pending.revert) pending.revert();
+    if (state.lastFocus && document.contains(state.lastFocus)) state.lastFocus.focus();
+  }
+
+  function send(pending) {
+    var props = pending.event.extendedProps;
+    var body = {
+      start: fields.date.value + "T" + fields.time.value,
+      practitioner: Number(fields.practitioner.value) || null,
+      duration: Number(fields.duration.value) || null
+    };
+    state.busy = true;
+    section.setAttribute("aria-busy", "true");
+    return fetch("/agenda/appointments/" + props.appointmentId + "/grid-move", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          if (pending.revert) pending.revert();
+          say(doneBox, "");
+          say(alertBox, data.detail || messages.failed);
+          return;
+        }
+        say(alertBox, "");
+        say(doneBox, data.offer ? data.message + " " + data.offer : data.message);
+        return load();
+      });
+    }, function () {
+      if (pending.revert) pending.revert();
+      say(alertBox, messages.failed);
+    }).then(function () {
+      state.busy = false;
+      section.removeAttribute("aria-busy");
+    });
+  }
+
+  form.addEventListener("submit", function (e) {
+    var submitter = e.submitter;
+    var pending = state.pending;
+    if (!pending) return;
+    if (submitter && submitter.value === "confirm") {
+      if (!form.checkValidity()) { e.preventDefault(); form.reportValidity(); return; }
+      state.pending = null;
+      send(pending).then(function () {
+        // The grid was redrawn: give the focus back to the appointment where it now is.
+        var moved = document.querySelector(
+          '.ec-event[data-appointment-id="' + pending.event.extendedProps.appointmentId + '"]');
+        var back = moved || state.lastFocus;
+        if (back && document.contains(back)) back.focus();
+      });
+    } else {
+      closePending(true);
+    }
+  });
+  dialog.addEventListener("cancel", function () { closePending(true); }); // Escape
+
+  function inFree(resourceId, date) {
+    for (var i = 0; i < state.free.length; i++) {
+      var f = state.free[i];
+      if (f.resourceId === resourceId && f.start <= date && date < f.end) return f;
+    }
+    return null;
+  }
+
+  function options(data) {
+    return {
+      view: data.view,
+      date: data.date,
+      locale: document.documentElement.lang || "fr",
+      firstDay: 1,
+      allDaySlot: false,
+      nowIndicator: true,
+      editable: true,
+      eventStartEditable: true,
+      eventDurationEditable: true,
+      slotDuration: data.slotDuration,
+      snapDuration: "00:05",
+      slotMinTime: data.slotMinTime,
+      slotMaxTime: data.slotMaxTime,
+      scrollTime: data.slotMinTime,
+      height: "auto",
+      headerToolbar: { start: "", center: "", end: "" },
+      datesAboveResources: true,
+      resources: data.resources,
+      events: data.events,
+      eventContent: eventContent,
+      eventDidMount: eventDidMount,
+      eventAllUpdated: function () {
+        if (timing.renderMs === null) {
+          timing.renderMs = performance.now() - timing.start;
+          section.dataset.renderMs = timing.renderMs.toFixed(1);
+        }
+        section.dataset.ready = "1";
+      },
+      eventClick: function (info) {
+        var props = info.event.extendedProps || {};
+        if (props.kind !== "appointment") return;
+        // Opened by Enter: without this, the same key press would submit the dialog's form.
+        if (info.jsEvent && info.jsEvent.type === "keydown") info.jsEvent.preventDefault();
+        if (props.status !== "booked" && props.status !== "confirmed") { window.location = props.url; return; }
+        openDialog(info.event, {
+          kind: "keyboard",
+          start: info.event.start,
+          minutes: minutesBetween(info.event.start, info.event.end),
+          resourceId: info.event.resourceIds[0]
+        });
+      },
+      eventDrop: function (info) {
+        openDialog(info.event, {
+          kind: "move",
+          start: info.event.start,
+          minutes: minutesBetween(info.event.start, info.event.end),
+          resourceId: (info.newResource ? info.newResource.id : info.event.resourceIds[0]),
+          revert: info.revert
+        });
+      },
+      eventResize: function (info) {
+        openDialog(info.event, {
+          kind: "resize",
+          start: info.event.start,
+          minutes: minutesBetween(info.event.start, info.event.end),
+          resourceId: info.event.resourceIds[0],
+          revert: info.revert
+        });
+      },
+      dateClick: function (info) {
+        var resourceId = info.resource ? String(info.resource.id) : "";
+        var slot = inFree(resourceId, info.date);
+        if (!slot) return;
+        window.location = "/agenda/new?practitioner=" + encodeURIComponent(resourceId) +
+          "&start=" + encodeURIComponent(localText(slot.start));
+      }
+    };
+  }
+
+  /* Draws the same data in a fresh, off-screen calendar and resolves with the time it took
+   * (creation to the last event drawn, layout included): the render-time check and benchmark. */
+  timing.measure = function () {
+    var data = timing.data;
+    var host = document.createElement("div");
+    host.className = "agenda-grid measure";
+    document.body.appendChild(host);
+    return new Promise(function (resolve) {
+      var started = performance.now();
+      var opts = options(data);
+      var calendar = null;
+      opts.eventAllUpdated = function () {
+        void host.offsetHeight; // force layout, so the time includes it
+        var ms = performance.now() - started;
+        var drawn = host.querySelectorAll(".ec-event.appointment").length;
+        setTimeout(function () {
+          if (calendar) EventCalendar.destroy(calendar);
+          host.remove();
+          resolve({ ms: ms, appointments: drawn });
+        }, 0);
+      };
+      calendar = EventCalendar.create(host, opts);
+    });
+  };
+
+  /* Where the grid currently shows an appointment ("YYYY-MM-DDTHH:MM resourceId"). */
+  timing.placeOf = function (appointmentId) {
+    var event = state.calendar && state.calendar.getEventById("a" + appointmentId);
+    return event ? localText(event.start) + " " + event.resourceIds[0] : null;
+  };
+
+  function remember(data) {
+    timing.data = data;
+    state.free = (data.freeSlots || []).map(function (e) {
+      return { resourceId: e.resourceId, start: parseFloating(e.start), end: parseFloating(e.end) };
+    });
+    timing.events = data.events.length;
+  }
+
+  function load() {
+    return fetch(section.dataset.url, {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      if (!response.ok) throw new Error(String(response.status));
+      return response.json();
+    }).then(function (data) {
+      remember(data);
+      section.hidden = false;
+      if (!state.calendar) {
+        timing.start = performance.now();
+        state.calendar = EventCalendar.create(document.getElementById("agenda-grid"), options(data));
+      } else {
+        state.calendar.setOption("resources", data.resources);
+        state.calendar.setOption("events", data.events);
+      }
+      section.dataset.loaded = String((Number(section.dataset.loaded) || 0) + 1);
+    }).catch(function () {
+      section.hidden = false;
+      say(alertBox, messages.load_failed);
+    });
+  }
+
+  var toggle = document.getElementById("agenda-list-toggle");
+  var list = document.getElementById("agenda-list");
+  if (toggle && list) {
+    toggle.addEventListener("click", function () {
+      var shown = !list.hidden;
+      list.hidden = shown;
+      toggle.setAttribute("aria-expanded", String(!shown));
+      toggle.textContent = shown ? messages.show_list : messages.hide_list;
+    });
+  }
+
+  load();
+})();

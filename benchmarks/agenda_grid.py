@@ -1,0 +1,167 @@
+"""Time to draw the agenda's week grid in a real browser: 3 practitioners, 200 appointments.
+
+Goal (issue 18): under 300 ms in the browser. Measured in the page with ``performance.now()``
+(``window.accueilAgendaGrid.measure()`` in ``app/web/static/agenda-grid.js``: creating the
+calendar, drawing every event, layout included), in Debian's chromium driven by Playwright
+against the app served on loopback. Without chromium the suite reports nothing and says why.
+"""
+
+import secrets
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time as clock
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import uvicorn
+from fastapi import FastAPI
+from sqlmodel import Session
+
+from app.config.settings import Settings
+from app.main import create_app
+from app.services.core.audit import Actor
+from app.services.identity.users import create_user
+from app.services.patients.records import create_patient
+from benchmarks.report import Measure, Report
+from models.appointments import Appointment
+from models.audit import ActorKind
+from models.db import make_engine
+from models.migrate import upgrade
+from models.patients import PatientCreate, Sex
+from models.practice import Practitioner, WorkingHours
+from models.users import Role
+
+GOAL_MS = 300
+APPOINTMENTS = 200
+PASSWORD = secrets.token_urlsafe(16)  # a throwaway account in a throwaway database
+ACTOR = Actor(kind=ActorKind.system, id="benchmark", name="benchmark")
+
+
+def _next_monday(tz: ZoneInfo) -> date:
+    today = datetime.now(tz).date()
+    return today + timedelta(days=7 - today.weekday())
+
+
+def _fill(session: Session, tz: ZoneInfo, monday: date) -> None:
+    """Three practitioners (08:30–12:30, 14:00–19:00) and 200 appointments of 20 minutes."""
+    ids = []
+    for name in ("Martin", "Bernard", "Petit"):
+        practitioner = Practitioner(first_name="Claire", last_name=name)
+        session.add(practitioner)
+        session.flush()
+        for weekday in range(5):
+            for start, end in ((time(8, 30), time(12, 30)), (time(14), time(19))):
+                session.add(
+                    WorkingHours(
+                        practitioner_id=practitioner.id or 0,
+                        weekday=weekday,
+                        start_time=start,
+                        end_time=end,
+                    )
+                )
+        ids.append(practitioner.id or 0)
+    patients = [
+        create_patient(
+            session,
+            ACTOR,
+            PatientCreate(
+                birth_name=f"Patient{i:02d}",
+                first_name="Test",
+                birth_date=date(1980, 1, 2),
+                sex=Sex.female,
+            ),
+        ).id
+        or 0
+        for i in range(20)
+    ]
+    starts = [
+        datetime.combine(monday + timedelta(days=d), at, tzinfo=tz) + timedelta(minutes=20 * k)
+        for d in range(5)
+        for at, count in ((time(8, 30), 12), (time(14), 2))
+        for k in range(count)
+    ]
+    for i in range(APPOINTMENTS):
+        starts_at = starts[i // len(ids)].astimezone(UTC)
+        session.add(
+            Appointment(
+                practitioner_id=ids[i % len(ids)],
+                patient_id=patients[i % len(patients)],
+                starts_at=starts_at,
+                ends_at=starts_at + timedelta(minutes=20),
+                visit_type=("consultation", "vaccination", "suivi")[i % 3],
+                reason="Contrôle",
+            )
+        )
+    create_user(session, username="secretaire", full_name="S", role=Role.secretary,
+                password=PASSWORD)  # fmt: skip
+
+
+def _serve(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = clock.monotonic() + 15
+    while not server.started:
+        if clock.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        clock.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def run(report: Report, repeats: int = 15) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        print("agenda_grid: Debian's chromium is missing (apt-get install chromium); skipped")
+        return
+    from playwright.sync_api import sync_playwright  # heavy: only when the suite runs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            _env_file=None, data_dir=Path(tmp), secret_key="benchmark", ollama_url="http://127.0.0.1:9"
+        )  # fmt: skip
+        upgrade(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url)
+        monday = _next_monday(settings.tz)
+        with Session(engine) as session:
+            _fill(session, settings.tz, monday)
+            session.commit()
+        engine.dispose()
+        app = create_app(settings)
+        server, thread, base = _serve(app)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+                )
+                page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+                page.goto(f"{base}/agenda?date={monday.isoformat()}&view=week")
+                page.get_by_label("Identifiant").fill("secretaire")
+                page.get_by_label("Mot de passe").fill(PASSWORD)
+                page.get_by_label("Mot de passe").press("Enter")
+                page.wait_for_selector("#agenda-grid-section[data-ready='1']")
+                first = float(page.evaluate("window.accueilAgendaGrid.renderMs"))
+                runs = [page.evaluate("window.accueilAgendaGrid.measure()") for _ in range(repeats)]
+                browser.close()
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            app.state.engine.dispose()
+    drawn = {r["appointments"] for r in runs}
+    assert drawn == {APPOINTMENTS}, drawn
+    values = sorted(float(r["ms"]) for r in runs)
+    median = statistics.median(values)
+    worst = values[-1]
+    label = f"agenda week grid, 3 practitioners × {APPOINTMENTS} appointments"
+    report.add(Measure(f"{label}: first render (page load)", first, "ms"))
+    report.add(
+        Measure(f"{label}: render median ({repeats} runs)", median, "ms", f"< {GOAL_MS} ms",
+                median < GOAL_MS)
+    )  # fmt: skip
+    report.add(Measure(f"{label}: render worst ({repeats} runs)", worst, "ms"))

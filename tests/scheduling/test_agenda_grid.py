@@ -1,0 +1,263 @@
+"""The time grid's server side: its JSON data, moves and resizes from the grid, the day sheet."""
+
+from datetime import timedelta
+
+from sqlmodel import select
+
+from app.services.preconsultation.links import send_preconsultation
+from app.services.preconsultation.questionnaires import import_bundled
+from app.services.scheduling.practice_setup import add_absence
+from app.services.scheduling.waiting_list import add_to_waiting_list
+from models.appointments import Appointment
+from models.audit import AuditEvent
+from models.practice import PracticeClosure
+from models.questionnaires import PreConsultationStatus
+from tests.scheduling.test_agenda_pages import _book, local_iso, next_monday, practice
+from tests.support.practice import ACTOR
+
+__all__ = ["practice"]  # the fixture, used by name
+
+JSON = {"accept": "application/json"}
+
+
+def _grid(client, **params: str) -> dict:
+    response = client.get("/agenda/grid", params=params, headers=JSON)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _kinds(data: dict, kind: str) -> list[dict]:
+    return [e for e in data["events"] if e["extendedProps"]["kind"] == kind]
+
+
+def test_grid_data_has_practitioners_appointments_and_free_slots(logged_in, db, practice) -> None:
+    monday = next_monday()
+    appointment_id = _book(db, practice, monday, reason="Toux")
+    client = logged_in("secretaire")
+    data = _grid(client, date=monday.date().isoformat())
+
+    assert data["view"] == "resourceTimeGridDay" and data["date"] == monday.date().isoformat()
+    assert [r["id"] for r in data["resources"]] == [
+        str(practice.practitioner),
+        str(practice.other_practitioner),
+    ]
+    assert (data["slotMinTime"], data["slotMaxTime"]) == ("08:30", "19:00")
+    assert 5 <= int(data["slotDuration"].split(":")[1]) <= 15
+    [event] = _kinds(data, "appointment")
+    assert event["id"] == f"a{appointment_id}"
+    assert event["resourceId"] == str(practice.practitioner)
+    assert event["start"] == monday.strftime("%Y-%m-%dT10:00:00")  # wall clock, no offset
+    assert event["end"] == monday.strftime("%Y-%m-%dT10:20:00")
+    assert event["extendedProps"]["reason"] == "Toux"
+    assert event["extendedProps"]["statusLabel"] == "Réservé"
+    assert any(c.startswith("vt-") for c in event["classNames"])
+    assert "st-booked" in event["classNames"]
+    free = _kinds(data, "free")
+    assert {e["resourceId"] for e in free} == {
+        str(practice.practitioner),
+        str(practice.other_practitioner),
+    }
+    assert all(e["display"] == "background" for e in free)
+    slots = data["freeSlots"]
+    assert {"resourceId": str(practice.practitioner), "start": monday.strftime("%Y-%m-%dT10:20:00"),
+            "end": monday.strftime("%Y-%m-%dT10:40:00")} in slots  # fmt: skip
+    assert not [x for x in slots if x["resourceId"] == event["resourceId"]
+                and x["start"] < event["end"] and x["end"] > event["start"]]  # fmt: skip
+    assert len(free) < len(slots)  # back-to-back slots are drawn as one band
+    assert not any(
+        e["start"] == event["start"] and e["resourceId"] == event["resourceId"] for e in free
+    )
+    reads = db.exec(select(AuditEvent).where(AuditEvent.action == "appointment.list")).all()
+    assert reads, "the grid's read of appointments is audited like the list view"
+
+
+def test_grid_week_shades_absences_and_closures_and_flags_preconsultations(
+    logged_in, db, practice
+) -> None:
+    monday = next_monday()
+    appointment_id = _book(db, practice, monday)
+    add_absence(
+        db,
+        ACTOR,
+        practitioner_id=practice.other_practitioner,
+        starts_at=monday.replace(hour=8),
+        ends_at=monday.replace(hour=13),
+        reason="Formation",
+    )
+    db.add(
+        PracticeClosure(
+            starts_at=monday + timedelta(days=2, hours=-10),
+            ends_at=monday + timedelta(days=3, hours=-10),
+            reason="Travaux",
+        )
+    )
+    import_bundled(db)
+    sent = send_preconsultation(db, ACTOR, appointment_id, secret="s" * 32)
+    sent.preconsultation.status = PreConsultationStatus.submitted
+    sent.preconsultation.red_flags = [{"id": "chest-pain"}]
+    db.add(sent.preconsultation)
+    db.commit()
+    client = logged_in("secretaire")
+    data = _grid(client, date=monday.date().isoformat(), view="week")
+
+    assert data["view"] == "resourceTimeGridWeek"
+    [absence] = _kinds(data, "absence")
+    assert absence["resourceId"] == str(practice.other_practitioner)
+    assert absence["title"] == "Formation"
+    closures = _kinds(data, "closure")
+    assert {c["resourceId"] for c in closures} == {
+        str(practice.practitioner),
+        str(practice.other_practitioner),
+    }
+    assert closures[0]["title"] == "Travaux"
+    [event] = _kinds(data, "appointment")
+    assert event["extendedProps"]["preconsultation"] == "submitted"
+    assert event["extendedProps"]["redFlag"] is True and "red-flag" in event["classNames"]
+    wednesday = (monday + timedelta(days=2)).date().isoformat()
+    assert not [e for e in _kinds(data, "free") if e["start"].startswith(wednesday)]
+
+
+def test_grid_rejects_bad_queries_in_french(logged_in, practice) -> None:
+    client = logged_in("secretaire")
+    bad = client.get("/agenda/grid", params={"date": "31/12/2026"}, headers=JSON)
+    assert bad.status_code == 422 and "invalide" in bad.json()["detail"]
+    unknown = client.get("/agenda/grid", params={"practitioner": "999"}, headers=JSON)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "Praticien introuvable."
+
+
+def test_grid_needs_a_staff_session(client, practice) -> None:
+    assert client.get("/agenda/grid", headers=JSON).status_code == 401
+
+
+def test_grid_move_and_resize_go_through_the_scheduling_service(logged_in, db, practice) -> None:
+    monday = next_monday()
+    appointment_id = _book(db, practice, monday)
+    client = logged_in("secretaire")
+    later = monday + timedelta(hours=1)
+    moved = client.post(
+        f"/agenda/appointments/{appointment_id}/grid-move",
+        json={"start": local_iso(later), "practitioner": practice.other_practitioner},
+        headers=JSON,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["message"] == "Rendez-vous déplacé."
+    resized = client.post(
+        f"/agenda/appointments/{appointment_id}/grid-move",
+        json={"start": local_iso(later), "duration": 40},
+        headers=JSON,
+    )
+    assert resized.status_code == 200, resized.text
+    db.expire_all()
+    appointment = db.get(Appointment, appointment_id)
+    assert appointment is not None
+    assert appointment.practitioner_id == practice.other_practitioner
+    assert appointment.starts_at == later.astimezone(appointment.starts_at.tzinfo)
+    assert appointment.ends_at - appointment.starts_at == timedelta(minutes=40)
+    moves = db.exec(select(AuditEvent).where(AuditEvent.action == "appointment.move")).all()
+    assert len(moves) == 2
+
+
+def test_grid_move_onto_a_taken_slot_is_refused_and_changes_nothing(
+    logged_in, db, practice
+) -> None:
+    monday = next_monday()
+    first = _book(db, practice, monday)
+    _book(db, practice, monday + timedelta(hours=1))
+    client = logged_in("secretaire")
+    refused = client.post(
+        f"/agenda/appointments/{first}/grid-move",
+        json={"start": local_iso(monday + timedelta(hours=1))},
+        headers=JSON,
+    )
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith("Créneau déjà pris")
+    db.expire_all()
+    appointment = db.get(Appointment, first)
+    assert appointment is not None
+    assert appointment.starts_at == monday.astimezone(appointment.starts_at.tzinfo)
+
+
+def test_grid_move_offers_the_freed_slot_to_the_waiting_list(logged_in, db, practice) -> None:
+    monday = next_monday()
+    appointment_id = _book(db, practice, monday)
+    add_to_waiting_list(
+        db,
+        ACTOR,
+        patient_id=practice.petit,
+        earliest=monday.date(),
+        latest=monday.date() + timedelta(days=3),
+        practitioner_id=practice.practitioner,
+    )
+    db.commit()
+    client = logged_in("secretaire")
+    moved = client.post(
+        f"/agenda/appointments/{appointment_id}/grid-move",
+        json={"start": local_iso(monday + timedelta(days=1))},
+        headers=JSON,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["offer"] == "Créneau proposé à Petit Jeanne (liste d'attente)."
+
+
+def test_grid_move_checks_its_input_and_csrf(logged_in, db, practice) -> None:
+    monday = next_monday()
+    appointment_id = _book(db, practice, monday)
+    client = logged_in("secretaire")
+    url = f"/agenda/appointments/{appointment_id}/grid-move"
+    bad = client.post(url, json={"start": "demain"}, headers=JSON)
+    assert bad.status_code == 422 and "invalide" in bad.json()["detail"]
+    too_long = client.post(url, json={"start": local_iso(monday), "duration": 999}, headers=JSON)
+    assert too_long.status_code == 422
+    missing = client.post(
+        "/agenda/appointments/999999/grid-move", json={"start": local_iso(monday)}, headers=JSON
+    )
+    assert missing.status_code == 404
+    token = client.headers.pop("x-csrf-token")
+    forged = client.post(url, json={"start": local_iso(monday)}, headers=JSON)
+    client.headers["x-csrf-token"] = token
+    assert forged.status_code == 403
+
+
+def test_agenda_page_carries_the_grid_and_keeps_the_list_fallback(logged_in, db, practice) -> None:
+    monday = next_monday()
+    _book(db, practice, monday)
+    client = logged_in("secretaire")
+    html = client.get(
+        "/agenda", params={"date": monday.date().isoformat()}, headers={"accept": "text/html"}
+    ).text
+    assert 'id="agenda-grid-section"' in html and "hidden" in html
+    assert "/static/vendor/event-calendar/event-calendar.min.js" in html
+    assert f'data-url="/agenda/grid?view=day&amp;date={monday.date().isoformat()}"' in html
+    assert "agenda-table" in html  # the list view, for browsers without JavaScript
+    assert "<script>" not in html  # strict CSP: no inline script
+
+
+def test_print_sheet_has_one_section_per_practitioner(logged_in, db, practice) -> None:
+    monday = next_monday()
+    _book(db, practice, monday, reason="Vaccin")
+    client = logged_in("secretaire")
+    page = client.get(
+        "/agenda/print", params={"date": monday.date().isoformat()}, headers={"accept": "text/html"}
+    )
+    assert page.status_code == 200
+    assert page.text.count('class="day-sheet"') == 2
+    assert "Durand Marie" in page.text and "Vaccin" in page.text
+    assert "/static/agenda-print.css" in page.text
+    one = client.get(
+        "/agenda/print",
+        params={
+            "date": monday.date().isoformat(),
+            "practitioner": str(practice.other_practitioner),
+        },
+        headers={"accept": "text/html"},
+    )
+    assert one.text.count('class="day-sheet"') == 1 and "Durand Marie" not in one.text
+    reads = db.exec(select(AuditEvent).where(AuditEvent.action == "appointment.list")).all()
+    assert reads
+
+
+def test_vendored_calendar_is_served_with_its_licence(client) -> None:
+    script = client.get("/static/vendor/event-calendar/event-calendar.min.js")
+    assert script.status_code == 200 and "EventCalendar" in script.text
+    assert "MIT License" in client.get("/static/vendor/event-calendar/LICENSE").text
+    assert client.get("/static/agenda-grid.js").status_code == 200

@@ -1,0 +1,77 @@
+"""Every loser of a race for one slot is told "Créneau déjà pris", with alternatives.
+
+Runs on the test database of the session: SQLite by default, PostgreSQL with
+ACCUEIL_TEST_DATABASE_URL (CI runs both).
+"""
+
+import threading
+from datetime import UTC, datetime
+
+from sqlmodel import Session, select
+
+from app.services.core.errors import DomainError
+from app.services.scheduling.agenda import SlotTaken, book_appointment
+from models.appointments import Appointment
+from models.db import make_engine
+from models.practice import Absence
+from tests.support.practice import ACTOR, PARIS, add_patient, add_practitioner, paris
+
+ATTEMPTS = 40
+
+
+def test_every_loser_of_a_booking_race_hears_slot_taken(db: Session, database_url: str) -> None:
+    practitioner = add_practitioner(db)
+    # An absence the same afternoon: a loser must never be told the practitioner is away.
+    db.add(
+        Absence(
+            practitioner_id=practitioner.id,
+            starts_at=paris(2027, 6, 7, 16),
+            ends_at=paris(2027, 6, 7, 19),
+        )
+    )
+    patients = [add_patient(db, f"Patient{i}", "Test") for i in range(ATTEMPTS)]
+    db.commit()
+    engine = make_engine(database_url)
+    barrier = threading.Barrier(ATTEMPTS)
+    outcomes: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+    start = paris(2027, 6, 7, 10, 0)  # a Monday well ahead
+    assert start > datetime.now(UTC)
+
+    def attempt(patient_id: int) -> None:
+        with Session(engine, expire_on_commit=False) as session:
+            barrier.wait()
+            try:
+                book_appointment(
+                    session,
+                    ACTOR,
+                    PARIS,
+                    patient_id=patient_id,
+                    practitioner_id=practitioner.id,
+                    starts_at=start,
+                )
+                session.commit()
+                result = ("booked", "", 0)
+            except SlotTaken as exc:
+                session.rollback()
+                result = ("taken", exc.fr, len(exc.alternatives))
+            except DomainError as exc:
+                session.rollback()
+                result = ("other", exc.fr, 0)
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in patients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    engine.dispose()
+    assert len(outcomes) == ATTEMPTS
+    assert [o[0] for o in outcomes].count("booked") == 1, outcomes
+    losers = [o for o in outcomes if o[0] != "booked"]
+    assert all(kind == "taken" for kind, _, _ in losers), losers
+    assert all(text.startswith("Créneau déjà pris. Créneaux proches :") for _, text, _ in losers)
+    assert all(alternatives == 3 for _, _, alternatives in losers)
+    db.expire_all()
+    assert len(db.exec(select(Appointment).where(Appointment.starts_at == start)).all()) == 1
