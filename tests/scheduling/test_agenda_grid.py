@@ -261,3 +261,19 @@ def test_vendored_calendar_is_served_with_its_licence(client) -> None:
     assert script.status_code == 200 and "EventCalendar" in script.text
     assert "MIT License" in client.get("/static/vendor/event-calendar/LICENSE").text
     assert client.get("/static/agenda-grid.js").status_code == 200
+
+
+def test_grid_shades_a_closed_public_holiday_by_name(logged_in, practice) -> None:
+    client = logged_in("secretaire")
+    data = _grid(client, date="2027-07-14", view="week")  # Wednesday 14 July 2027
+
+    holiday = [e for e in _kinds(data, "closure") if e["title"] == "Fête nationale"]
+    assert {e["resourceId"] for e in holiday} == {
+        str(practice.practitioner),
+        str(practice.other_practitioner),
+    }
+    assert {(e["start"], e["end"]) for e in holiday} == {
+        ("2027-07-14T00:00:00", "2027-07-15T00:00:00")
+    }
+    free_that_day = [e for e in _kinds(data, "free") if e["start"].startswith("2027-07-14")]
+    assert free_that_day == []

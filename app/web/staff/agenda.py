@@ -28,6 +28,7 @@ from app.services.scheduling.agenda import (
     set_attendance,
 )
 from app.services.scheduling.practice_setup import list_visit_types
+from app.services.scheduling.public_holidays import closed_holidays
 from app.services.scheduling.slot_answers import SlotAnswer, search_slots
 from app.services.scheduling.slots import (
     Slot,
@@ -643,6 +644,19 @@ def grid_data(
     events += [
         _background("closure", p, c.starts_at, c.ends_at, tz, c.reason or closed)
         for c in closures
+        for p in ids
+    ]
+    first_day, last_day = days[0], days[-1]
+    events += [
+        _background(
+            "closure",
+            p,
+            datetime.combine(h.day, time.min, tzinfo=tz),
+            datetime.combine(h.day + timedelta(days=1), time.min, tzinfo=tz),
+            tz,
+            h.name(language),
+        )
+        for h in closed_holidays(session, first_day, last_day)
         for p in ids
     ]
     free = translate(language, "agenda.free")
