@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.rules.names import fold
+from app.services.core.calendar_names import MONTHS_FR
 
 REJECTED = re.compile(
     r"^User rejected the tool call for `[^`]+`(?: with reason: (?P<reason>.*))?", re.S
@@ -20,20 +21,7 @@ TIME_ZONE = re.compile(r"fuseau ([A-Za-z_]+/[A-Za-z_]+)")
 PROMPT_DATE = re.compile(
     r"Nous sommes le \w+ (\d{1,2})(?:er)? (\w+) (\d{4}), il est (\d{1,2}):(\d{2})"
 )
-MONTHS = (
-    "janvier",
-    "fevrier",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "aout",
-    "septembre",
-    "octobre",
-    "novembre",
-    "decembre",
-)
+MONTHS = tuple(fold(m) for m in MONTHS_FR)  # accent-free, as folded text reads
 OPEN = "rules_open"  # additional_kwargs flag: the answer asked a question or proposed a choice
 
 Status = Literal["ok", "error", "rejected"]

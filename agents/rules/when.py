@@ -8,23 +8,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from agents.rules.names import fold
+from app.services.core.calendar_names import MONTHS_FR, WEEKDAYS_FR
 from app.services.scheduling import time_expressions
 
-WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-MONTHS = (
-    "janvier",
-    "fevrier",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "aout",
-    "septembre",
-    "octobre",
-    "novembre",
-    "decembre",
-)
+WEEKDAYS = WEEKDAYS_FR
+MONTHS = tuple(fold(m) for m in MONTHS_FR)  # accent-free, as folded text reads
 NOON = time(13, 0)  # the scheduling services' morning ends at 13:00
 
 _WD = "|".join(WEEKDAYS)
