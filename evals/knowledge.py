@@ -1,21 +1,27 @@
-"""Knowledge search evaluation: recall@k and MRR on a question set, reported as JSON and
-Markdown. The documents are ingested into a throw-away knowledge base with the configured
-embedding model, through the same service as the app.
+"""Knowledge search evaluation: recall@k and MRR of the hybrid search and of the embedding
+search alone, and the precision, recall and F1 of "no answer", on a question set; reported
+as JSON and Markdown. The documents are ingested into a throw-away knowledge base with the
+configured embedding model, through the same service as the app.
 
 By default it measures the handbooks the demo seeds (shipped in the repository) against the
-question set beside this module, so the eval runs from a fresh clone; ``--questions`` and
-``--documents`` point it at any other set. Questions the handbooks do not answer
-(``expected_section: null``) stay out of recall and MRR: their best score, next to the
-answerable questions' best scores, is what a "no answer" threshold is calibrated on."""
+question set beside this module, and the held-out paraphrases (``paraphrases.yaml``, never
+used for tuning) to estimate how it does on questions it has not seen. Questions the
+handbooks do not answer (``expected_section: null``) stay out of recall and MRR and measure
+"no answer". The "no answer" decision is a logistic model calibrated on the question set:
+its scores on that set are also given by 5-fold cross-validation (fitted on four fifths,
+measured on the fifth left out), the honest estimate; ``calibrate=True`` (``accueil eval
+knowledge --calibrate``) fits it on the whole set and writes the model the app ships.
+"""
 
 import json
-import statistics
+import random
 import tempfile
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlmodel import Session
@@ -23,17 +29,25 @@ from sqlmodel import Session
 from app.config.settings import Settings
 from app.services.core.audit import Actor
 from app.services.knowledge import library as knowledge
+from app.services.knowledge import no_answer
+from app.services.knowledge.analysis import embedding_query, vocabulary
 from app.services.knowledge.embeddings import get_embedder
+from app.services.knowledge.index import embedder_for, open_collection
 from app.services.knowledge.parsing import MEDIA_TYPES, SECTION_SEPARATOR
+from app.services.knowledge.retrieval import Mode, hybrid_search
 from app.services.operations.demo import HANDBOOKS_DIR
 from models.db import make_engine
 from models.migrate import upgrade
 
-QUESTIONS = Path(__file__).resolve().parent / "data" / "knowledge" / "questions.yaml"
+DATA = Path(__file__).resolve().parent / "data" / "knowledge"
+QUESTIONS = DATA / "questions.yaml"
+PARAPHRASES = DATA / "paraphrases.yaml"
 DOCUMENTS = HANDBOOKS_DIR
 REPORTS = Path(__file__).resolve().parent / "reports"
 KS = (1, 3, 4, 5)
 DEPTH = 10  # MRR looks this far
+FOLDS = 5
+MODES: tuple[Mode, ...] = ("hybrid", "embedding")
 
 
 @dataclass(frozen=True)
@@ -51,44 +65,31 @@ class Question:
 class QuestionResult:
     question: str
     expected_section: str | None
-    rank: int | None  # 1-based rank of the first passage that answers, within DEPTH
+    rank: int | None  # hybrid: 1-based rank of the first passage that answers, within DEPTH
+    embedding_rank: int | None  # the same with the embedding search alone
     top_score: float | None  # the best passage's similarity, whatever it says
     top_sections: list[str]
+    answer: str  # found, none or urgent (with the shipped "no answer" model)
+    probability: float | None  # the shipped model's p(answered)
+    signals: dict[str, float] = field(default_factory=dict)
+    cv_no_answer: bool | None = None  # the decision of the model fitted without its fold
 
 
 @dataclass(frozen=True)
-class ScoreSpread:
-    """How the best scores of a group of questions spread."""
+class Scores:
+    """Ranking and "no answer" scores of one question set."""
 
-    count: int
-    min: float
-    median: float
-    mean: float
-    max: float
-
-    @classmethod
-    def of(cls, scores: list[float]) -> "ScoreSpread | None":
-        if not scores:
-            return None
-        return cls(
-            count=len(scores),
-            min=round(min(scores), 4),
-            median=round(statistics.median(scores), 4),
-            mean=round(statistics.fmean(scores), 4),
-            max=round(max(scores), 4),
-        )
-
-
-@dataclass(frozen=True)
-class NoAnswerPoint:
-    """Saying "no answer" whenever the best score is below ``threshold``: how often that is
-    right (precision), how many unanswerable questions it catches (recall), and the share of
-    answerable questions it would wrongly turn away."""
-
-    threshold: float
-    precision: float
-    recall: float
-    answerable_refused: float
+    questions: int  # answerable questions: recall and MRR are computed on them
+    unanswerable: int
+    recall: dict[int, float]
+    mrr: float
+    embedding_recall: dict[int, float]
+    embedding_mrr: float
+    no_answer_precision: float
+    no_answer_recall: float
+    no_answer_f1: float
+    answerable_refused: int  # answerable questions wrongly turned away
+    correct_first: float  # answerable questions answered (not refused) with a right 1st passage
 
 
 @dataclass
@@ -98,17 +99,33 @@ class KnowledgeEval:
     model: str
     documents: int
     chunks: int
-    questions: int  # answerable questions: the ones recall and MRR are computed on
-    recall: dict[int, float]
-    mrr: float
     ingest_seconds: float
     search_ms_mean: float
-    unanswerable: int = 0
-    answerable_top_scores: ScoreSpread | None = None
-    unanswerable_top_scores: ScoreSpread | None = None
-    no_answer: list[NoAnswerPoint] = field(default_factory=list)
+    scores: Scores
+    cross_validated: Scores | None = None  # "no answer" by 5-fold cross-validation
+    paraphrases: Scores | None = None
+    no_answer_model: str = ""  # what the shipped model was calibrated on
+    calibrated: bool = False
     results: list[QuestionResult] = field(default_factory=list)
+    paraphrase_results: list[QuestionResult] = field(default_factory=list)
     run_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    # compatibility with the former report's fields
+    @property
+    def questions(self) -> int:
+        return self.scores.questions
+
+    @property
+    def unanswerable(self) -> int:
+        return self.scores.unanswerable
+
+    @property
+    def recall(self) -> dict[int, float]:
+        return self.scores.recall
+
+    @property
+    def mrr(self) -> float:
+        return self.scores.mrr
 
 
 def load_questions(path: Path, limit: int | None = None) -> list[Question]:
@@ -142,54 +159,128 @@ def answers(section: str, text: str, question: Question) -> bool:
     ) in _fold(text)
 
 
-def no_answer_curve(results: list[QuestionResult]) -> list[NoAnswerPoint]:
-    """Precision and recall of "no answer" at each threshold, a hundredth apart, from the
-    lowest best score to just above the highest unanswerable one."""
-    unanswerable = [
-        r.top_score for r in results if r.expected_section is None and r.top_score is not None
-    ]
-    answerable = [
-        r.top_score for r in results if r.expected_section is not None and r.top_score is not None
-    ]
-    if not unanswerable or not answerable:
-        return []
-    low = int(min(unanswerable + answerable) * 100)
-    high = int(max(unanswerable) * 100) + 1
-    points = []
-    for step in range(low, high + 1):
-        threshold = step / 100
-        caught = sum(1 for s in unanswerable if s < threshold)
-        refused = sum(1 for s in answerable if s < threshold)
-        points.append(
-            NoAnswerPoint(
-                threshold=threshold,
-                precision=round(caught / (caught + refused), 4) if caught + refused else 1.0,
-                recall=round(caught / len(unanswerable), 4),
-                answerable_refused=round(refused / len(answerable), 4),
+def _rank(found: list[knowledge.Passage], question: Question) -> int | None:
+    return next((n for n, p in enumerate(found, 1) if answers(p.section, p.text, question)), None)
+
+
+def _ask(
+    session: Session, settings: Settings, asked: list[Question], durations: list[float]
+) -> list[QuestionResult]:
+    embedder = embedder_for(settings)
+    collection = open_collection(settings, embedder)
+    vocab = vocabulary(settings.data_dir)
+    results = []
+    for q in asked:
+        start = time.perf_counter()
+        vector = embedder.embed_query([embedding_query(q.question, vocab)])[0]
+        outcome = {
+            mode: hybrid_search(session, settings, collection, vector, q.question, DEPTH, mode=mode)
+            for mode in MODES
+        }
+        durations.append((time.perf_counter() - start) * 1000)
+        hybrid = outcome["hybrid"]
+        signals = hybrid.signals
+        results.append(
+            QuestionResult(
+                q.question,
+                q.expected_section,
+                _rank(hybrid.passages, q),
+                _rank(outcome["embedding"].passages, q),
+                hybrid.passages[0].score if hybrid.passages else None,
+                [p.section for p in hybrid.passages[:4]],
+                hybrid.answer,
+                hybrid.probability,
+                asdict(signals) if signals is not None else {},
             )
         )
-    return points
+    return results
 
 
-def best_threshold(points: list[NoAnswerPoint]) -> NoAnswerPoint | None:
-    """The threshold with the best F1 of "no answer" (the lower one on a tie)."""
+def _signals(result: QuestionResult) -> no_answer.Signals:
+    return no_answer.Signals(**result.signals)
 
-    def f1(p: NoAnswerPoint) -> float:
-        total = p.precision + p.recall
-        return 2 * p.precision * p.recall / total if total else 0.0
 
-    ranked = [p for p in points if p.recall > 0]
-    return max(ranked, key=f1) if ranked else None
+def cross_validate(results: list[QuestionResult], folds: int = FOLDS, seed: int = 21) -> None:
+    """Set each result's ``cv_no_answer``: the decision of a model fitted on the other
+    folds (stratified: each fold has its share of unanswerable questions)."""
+    usable = [r for r in results if r.signals and r.answer != "urgent"]
+    positives = [r for r in usable if r.expected_section is not None]
+    negatives = [r for r in usable if r.expected_section is None]
+    if len(negatives) < folds or len(positives) < folds:
+        return
+    rng = random.Random(seed)  # noqa: S311 (folds, not secrets)
+    rng.shuffle(positives)
+    rng.shuffle(negatives)
+    fold_of = {id(r): n % folds for n, r in enumerate(positives)}
+    fold_of.update({id(r): n % folds for n, r in enumerate(negatives)})
+    for fold in range(folds):
+        train = [r for r in usable if fold_of[id(r)] != fold]
+        model = no_answer.fit(
+            [_signals(r) for r in train], [r.expected_section is not None for r in train]
+        )
+        for r in usable:
+            if fold_of[id(r)] == fold:
+                r.cv_no_answer = model.no_answer(_signals(r))
+    for r in results:
+        if r.answer == "urgent":
+            r.cv_no_answer = False
+
+
+def score(results: list[QuestionResult], *, cross_validated: bool = False) -> Scores:
+    answerable = [r for r in results if r.expected_section is not None]
+    total = max(1, len(answerable))
+
+    def refused(r: QuestionResult) -> bool:
+        return bool(r.cv_no_answer) if cross_validated else r.answer == "none"
+
+    predicted = [refused(r) for r in results]
+    actual = [r.expected_section is None for r in results]
+    tp = sum(1 for p, a in zip(predicted, actual, strict=True) if p and a)
+    said = sum(predicted)
+    return Scores(
+        questions=len(answerable),
+        unanswerable=len(results) - len(answerable),
+        recall={
+            k: round(sum(1 for r in answerable if r.rank and r.rank <= k) / total, 4) for k in KS
+        },
+        mrr=round(sum(1 / r.rank for r in answerable if r.rank) / total, 4),
+        embedding_recall={
+            k: round(
+                sum(1 for r in answerable if r.embedding_rank and r.embedding_rank <= k) / total, 4
+            )
+            for k in KS
+        },
+        embedding_mrr=round(
+            sum(1 / r.embedding_rank for r in answerable if r.embedding_rank) / total, 4
+        ),
+        no_answer_precision=round(tp / said, 4) if said else 1.0,
+        no_answer_recall=round(tp / max(1, sum(actual)), 4) if any(actual) else 1.0,
+        no_answer_f1=round(no_answer.f1(predicted, actual), 4),
+        answerable_refused=sum(1 for r in answerable if refused(r)),
+        correct_first=round(
+            sum(1 for r in answerable if r.rank == 1 and not refused(r)) / total, 4
+        ),
+    )
 
 
 def evaluate(
-    settings: Settings, *, questions: Path, documents: Path, limit: int | None = None
+    settings: Settings,
+    *,
+    questions: Path,
+    documents: Path,
+    limit: int | None = None,
+    paraphrases: Path | None = None,
+    calibrate: bool = False,
 ) -> KnowledgeEval:
-    """Ingest every document of ``documents`` in a temporary base, then ask each question."""
+    """Ingest every document of ``documents`` in a temporary base, then ask each question
+    (and each paraphrase: by default the held-out set when the default questions are
+    measured)."""
     asked = load_questions(questions, limit)
+    if paraphrases is None and questions == QUESTIONS and PARAPHRASES.exists() and not limit:
+        paraphrases = PARAPHRASES
+    held_out = load_questions(paraphrases) if paraphrases else []
     files = sorted(p for p in documents.iterdir() if p.suffix.lower() in MEDIA_TYPES)
     actor = Actor.system("eval")
-    results: list[QuestionResult] = []
     durations: list[float] = []
     with tempfile.TemporaryDirectory(prefix="accueil-eval-", ignore_cleanup_errors=True) as tmp:
         local = settings.model_copy(
@@ -206,85 +297,113 @@ def evaluate(
                     chunks += outcome.document.chunk_count
                 session.commit()
                 ingest_seconds = time.perf_counter() - start
-                for q in asked:
-                    start = time.perf_counter()
-                    found = knowledge.search(session, actor, local, q.question, k=DEPTH)
-                    durations.append((time.perf_counter() - start) * 1000)
-                    rank = next(
-                        (n for n, p in enumerate(found, 1) if answers(p.section, p.text, q)), None
-                    )
-                    results.append(
-                        QuestionResult(
-                            q.question,
-                            q.expected_section,
-                            rank,
-                            found[0].score if found else None,
-                            [p.section for p in found[:4]],
-                        )
-                    )
+                results = _ask(session, local, asked, durations)
+                paraphrase_results = _ask(session, local, held_out, []) if held_out else []
         finally:
             engine.dispose()
-    answerable = [r for r in results if r.expected_section is not None]
-    total = max(1, len(answerable))
+    cross_validate(results)
+    calibrated = False
+    if calibrate:
+        usable = [r for r in results if r.signals and r.answer != "urgent"]
+        model = no_answer.fit(
+            [_signals(r) for r in usable],
+            [r.expected_section is not None for r in usable],
+            calibrated_on=(
+                f"{questions.name}: {len(usable)} questions, {datetime.now(UTC):%Y-%m-%d}"
+            ),
+        )
+        no_answer.MODEL_FILE.write_text(model.to_json(), "utf-8")
+        no_answer.shipped.cache_clear()
+        for r in results + paraphrase_results:
+            if r.answer != "urgent" and r.signals:
+                r.probability = model.probability(_signals(r))
+                r.answer = "none" if model.no_answer(_signals(r)) else "found"
+        calibrated = True
+    shipped = no_answer.shipped()
     return KnowledgeEval(
         model=get_embedder(settings).model_id,
         documents=len(files),
         chunks=chunks,
-        questions=len(answerable),
-        recall={k: sum(1 for r in answerable if r.rank and r.rank <= k) / total for k in KS},
-        mrr=sum(1 / r.rank for r in answerable if r.rank) / total,
         ingest_seconds=round(ingest_seconds, 2),
-        search_ms_mean=round(sum(durations) / max(1, len(durations)), 1),
-        unanswerable=len(results) - len(answerable),
-        answerable_top_scores=ScoreSpread.of(
-            [r.top_score for r in answerable if r.top_score is not None]
-        ),
-        unanswerable_top_scores=ScoreSpread.of(
-            [r.top_score for r in results if r.expected_section is None and r.top_score is not None]
-        ),
-        no_answer=no_answer_curve(results),
+        search_ms_mean=round(sum(durations) / max(1, len(durations)) / len(MODES), 1),
+        scores=score(results),
+        cross_validated=score(results, cross_validated=True)
+        if any(r.cv_no_answer is not None for r in results)
+        else None,
+        paraphrases=score(paraphrase_results) if paraphrase_results else None,
+        no_answer_model=shipped.calibrated_on if shipped else "",
+        calibrated=calibrated,
         results=results,
+        paraphrase_results=paraphrase_results,
+    )
+
+
+def _line(name: str, s: Scores) -> str:
+    return (
+        f"{name} : recall@1 {s.recall[1]:.2f}, recall@4 {s.recall[4]:.2f}, MRR {s.mrr:.2f} "
+        f"(embeddings seuls : {s.embedding_recall[1]:.2f} / {s.embedding_recall[4]:.2f} / "
+        f"{s.embedding_mrr:.2f}) ; « pas de réponse » précision {s.no_answer_precision:.2f}, "
+        f"rappel {s.no_answer_recall:.2f}, F1 {s.no_answer_f1:.2f} "
+        f"({s.questions} + {s.unanswerable} sans réponse)"
     )
 
 
 def summary(result: KnowledgeEval) -> str:
-    recalls = ", ".join(f"recall@{k} {v:.2f}" for k, v in result.recall.items())
-    line = (
-        f"{recalls}, MRR {result.mrr:.2f} — {result.questions} questions, "
-        f"{result.documents} documents ({result.chunks} passages), modèle {result.model}"
-    )
-    spread, unanswered = result.answerable_top_scores, result.unanswerable_top_scores
-    if unanswered is not None:
-        line += (
-            f"\nQuestions sans réponse ({result.unanswerable}) : meilleur score "
-            f"{unanswered.min:.3f} à {unanswered.max:.3f} (médiane {unanswered.median:.3f})"
+    lines = [
+        f"{result.documents} documents ({result.chunks} passages), modèle {result.model}",
+        _line("Jeu de questions", result.scores),
+    ]
+    if result.cross_validated is not None:
+        cv = result.cross_validated
+        lines.append(
+            f"« Pas de réponse » en validation croisée ({FOLDS} plis) : précision "
+            f"{cv.no_answer_precision:.2f}, rappel {cv.no_answer_recall:.2f}, "
+            f"F1 {cv.no_answer_f1:.2f}"
         )
-        if spread is not None:
-            line += (
-                f" ; questions avec réponse : {spread.min:.3f} à {spread.max:.3f} "
-                f"(médiane {spread.median:.3f})"
-            )
-        best = best_threshold(result.no_answer)
-        if best is not None:
-            line += (
-                f"\nSeuil « pas de réponse » {best.threshold:.2f} : précision "
-                f"{best.precision:.2f}, rappel {best.recall:.2f}, "
-                f"{best.answerable_refused:.0%} des questions avec réponse refusées"
-            )
-    return line
-
-
-def _spread_row(name: str, spread: ScoreSpread | None) -> str:
-    if spread is None:
-        return f"| {name} | 0 | — | — | — | — |"
-    return (
-        f"| {name} | {spread.count} | {spread.min:.3f} | {spread.median:.3f} | "
-        f"{spread.mean:.3f} | {spread.max:.3f} |"
-    )
+    if result.paraphrases is not None:
+        lines.append(_line("Paraphrases jamais vues", result.paraphrases))
+    if result.calibrated:
+        lines.append(f"Modèle « pas de réponse » recalibré : {no_answer.MODEL_FILE}")
+    return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _scores_table(title: str, s: Scores) -> list[str]:
+    return [
+        f"## {title}",
+        "",
+        f"{s.questions} answerable questions, {s.unanswerable} unanswerable.",
+        "",
+        "| measure | hybrid | embedding only |",
+        "| --- | ---: | ---: |",
+        *(f"| recall@{k} | {s.recall[k]:.2f} | {s.embedding_recall[k]:.2f} |" for k in s.recall),
+        f"| MRR (first {DEPTH}) | {s.mrr:.2f} | {s.embedding_mrr:.2f} |",
+        f"| « no answer » precision | {s.no_answer_precision:.2f} | — |",
+        f"| « no answer » recall | {s.no_answer_recall:.2f} | — |",
+        f"| « no answer » F1 | {s.no_answer_f1:.2f} | — |",
+        f"| answerable questions refused | {s.answerable_refused} | — |",
+        f"| answered with the right first passage | {s.correct_first:.2f} | — |",
+        "",
+    ]
+
+
+def _rows(results: list[QuestionResult]) -> list[str]:
+    lines = [
+        "| question | expected section | rank | embedding rank | answer | p(answered) "
+        "| top sections |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    for r in results:
+        top = " · ".join(s or "—" for s in r.top_sections)
+        p = f"{r.probability:.2f}" if r.probability is not None else "—"
+        lines.append(
+            f"| {_cell(r.question)} | {_cell(r.expected_section or '(none)')} | {r.rank or '—'} | "
+            f"{r.embedding_rank or '—'} | {r.answer} | {p} | {_cell(top)} |"
+        )
+    return lines
 
 
 def markdown(result: KnowledgeEval) -> str:
@@ -292,65 +411,31 @@ def markdown(result: KnowledgeEval) -> str:
         "# Knowledge search evaluation",
         "",
         f"Run {result.run_at} with `{result.model}`: {result.documents} documents, "
-        f"{result.chunks} passages, {result.questions} answerable questions and "
-        f"{result.unanswerable} unanswerable ones; ingestion {result.ingest_seconds:.1f} s, "
-        f"search {result.search_ms_mean:.0f} ms per question (embedding included).",
+        f"{result.chunks} passages; ingestion {result.ingest_seconds:.1f} s, search "
+        f"{result.search_ms_mean:.0f} ms per question (embedding included). "
+        f"« No answer » model: {result.no_answer_model or 'none calibrated'}.",
         "",
-        "| measure | value |",
-        "| --- | ---: |",
-        *(f"| recall@{k} | {v:.2f} |" for k, v in result.recall.items()),
-        f"| MRR (first {DEPTH}) | {result.mrr:.2f} |",
-        "",
-        "## Best score per question",
-        "",
-        "| questions | count | min | median | mean | max |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        _spread_row("answerable", result.answerable_top_scores),
-        _spread_row("unanswerable", result.unanswerable_top_scores),
-        "",
+        *_scores_table("Question set", result.scores),
     ]
-    if result.no_answer:
+    if result.cross_validated is not None:
+        cv = result.cross_validated
         lines += [
-            "## « No answer » below a threshold",
-            "",
-            "| threshold | precision | recall | answerable refused |",
-            "| ---: | ---: | ---: | ---: |",
-            *(
-                f"| {p.threshold:.2f} | {p.precision:.2f} | {p.recall:.2f} | "
-                f"{p.answerable_refused:.0%} |"
-                for p in result.no_answer
-            ),
+            f"« No answer » by {FOLDS}-fold cross-validation on the question set (each question "
+            f"decided by a model fitted without it): precision {cv.no_answer_precision:.2f}, "
+            f"recall {cv.no_answer_recall:.2f}, F1 {cv.no_answer_f1:.2f}, "
+            f"{cv.answerable_refused} answerable questions refused.",
             "",
         ]
-    lines += [
-        "## Answerable questions",
-        "",
-        "| question | expected section | rank | best score | top sections |",
-        "| --- | --- | ---: | ---: | --- |",
-    ]
-    for r in result.results:
-        if r.expected_section is None:
-            continue
-        top = " · ".join(s or "—" for s in r.top_sections)
-        score = f"{r.top_score:.3f}" if r.top_score is not None else "—"
-        lines.append(
-            f"| {_cell(r.question)} | {_cell(r.expected_section)} | {r.rank or '—'} | "
-            f"{score} | {_cell(top)} |"
-        )
-    unanswerable = [r for r in result.results if r.expected_section is None]
-    if unanswerable:
-        lines += [
-            "",
-            "## Unanswerable questions",
-            "",
-            "| question | best score | best section |",
-            "| --- | ---: | --- |",
-        ]
-        for r in sorted(unanswerable, key=lambda r: -(r.top_score or 0.0)):
-            score = f"{r.top_score:.3f}" if r.top_score is not None else "—"
-            best = r.top_sections[0] if r.top_sections else "—"
-            lines.append(f"| {_cell(r.question)} | {score} | {_cell(best or '—')} |")
+    if result.paraphrases is not None:
+        lines += _scores_table("Held-out paraphrases (never used for tuning)", result.paraphrases)
+    lines += ["## Questions", "", *_rows(result.results), ""]
+    if result.paraphrase_results:
+        lines += ["## Paraphrases", "", *_rows(result.paraphrase_results), ""]
     return "\n".join(lines) + "\n"
+
+
+def _jsonable(result: KnowledgeEval) -> dict[str, Any]:
+    return asdict(result)
 
 
 def write_reports(result: KnowledgeEval, directory: Path) -> tuple[Path, Path]:
@@ -358,6 +443,6 @@ def write_reports(result: KnowledgeEval, directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "knowledge.json"
     md_path = directory / "knowledge.md"
-    json_path.write_text(json.dumps(asdict(result), ensure_ascii=False, indent=2), "utf-8")
+    json_path.write_text(json.dumps(_jsonable(result), ensure_ascii=False, indent=2), "utf-8")
     md_path.write_text(markdown(result), "utf-8")
     return json_path, md_path

@@ -12,7 +12,8 @@ from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 
 INSTRUCTIONS = (
     "Documents du cabinet (horaires, tarifs, consignes, accès). Répondez avec ces passages "
-    "seulement et citez leur source ; si aucun ne répond, dites-le."
+    "seulement et citez leur source. answer=none : dites exactement le message. "
+    "answer=urgent : dites d'abord le message (appeler le 15)."
 )
 
 
@@ -21,7 +22,18 @@ class PassageOut(BaseModel):
     section: str
     text: str
     source: str
+    citation: str
     score: float
+
+
+class AnswerOut(BaseModel):
+    """found: the passages answer, best first; none: the documents do not answer (no
+    passage is given, the message says so); urgent: an alarm sign, the message tells to
+    call the 15 and the practice's emergency passage comes first."""
+
+    answer: str
+    message: str
+    passages: list[PassageOut]
 
 
 def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
@@ -33,21 +45,31 @@ def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
         query: Annotated[str, Field(min_length=2, max_length=300, description="Question")],
         k: Annotated[int, Field(ge=1, le=knowledge.MAX_K)] = 4,
         ctx: Context | None = None,
-    ) -> list[PassageOut]:
+    ) -> AnswerOut:
         """Cherche dans les documents du cabinet ; chaque passage a sa source à citer."""
 
         def work(session, actor):
-            found = knowledge.search(session, actor, runtime.settings, query, k)
-            if not found:
+            found = knowledge.find(session, actor, runtime.settings, query, k)
+            if not found.passages:
                 raise NotFound(
                     "La base de connaissances est vide : aucun document du cabinet n'a été importé."
                 )
-            return [
-                PassageOut(
-                    title=p.title, section=p.section, text=p.text, source=p.link, score=p.score
-                )
-                for p in found
-            ]
+            shown = [] if found.answer == "none" else found.passages
+            return AnswerOut(
+                answer=found.answer,
+                message=found.message_fr,
+                passages=[
+                    PassageOut(
+                        title=p.title,
+                        section=p.section,
+                        text=p.text,
+                        source=p.link,
+                        citation=p.citation,
+                        score=p.score,
+                    )
+                    for p in shown
+                ],
+            )
 
         return runtime.call(ctx, "search_practice_knowledge", work)
 

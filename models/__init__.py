@@ -16,16 +16,19 @@ from models.assistant_usage import AssistantUsage
 from models.audit import ActorKind, AuditEvent
 from models.conversations import Conversation
 from models.documents import DocumentKind, DocumentVersion, GeneratedDocument, ReviewStatus
+from models.instruction_sheets import InstructionSheet
 from models.jobs import Job, JobStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
 from models.mcp_clients import McpClient
+from models.model_governance import AssistantProposal, ModelAcceptance, ModelGovernance
 from models.notifications import (
     AppointmentLink,
     NotificationConsent,
     NotificationSettings,
     OutboxMessage,
 )
-from models.patients import Patient, Sex
+from models.online_booking import OnlineBookingRules, SlotHold
+from models.patients import Patient, RegistrationStatus, Sex
 from models.practice import (
     Absence,
     CalendarFeed,
@@ -48,6 +51,7 @@ __all__ = [
     "AppointmentLink",
     "AppointmentSource",
     "AppointmentStatus",
+    "AssistantProposal",
     "AssistantUsage",
     "AuditEvent",
     "CalendarFeed",
@@ -57,13 +61,17 @@ __all__ = [
     "GeneratedDocument",
     "HolidayOpening",
     "IngestionStatus",
+    "InstructionSheet",
     "Job",
     "JobStatus",
     "KnowledgeDocument",
     "McpClient",
+    "ModelAcceptance",
+    "ModelGovernance",
     "NotificationConsent",
     "NotificationSettings",
     "OfferStatus",
+    "OnlineBookingRules",
     "OutboxMessage",
     "PartOfDay",
     "Patient",
@@ -72,9 +80,11 @@ __all__ = [
     "PreConsultation",
     "PreConsultationStatus",
     "Questionnaire",
+    "RegistrationStatus",
     "ReviewStatus",
     "Role",
     "Sex",
+    "SlotHold",
     "User",
     "VisitType",
     "VisitTypeDuration",

@@ -27,6 +27,7 @@ class AppointmentSource(StrEnum):
     patient = "patient"
     phone = "phone"
     import_ = "import"
+    online = "online"  # booked by the patient on the public booking page
 
 
 class Appointment(SQLModel, table=True):

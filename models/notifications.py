@@ -25,6 +25,7 @@ class MessageKind(StrEnum):
     moved = "moved"
     cancelled = "cancelled"
     waiting_offer = "waiting_offer"
+    instructions = "instructions"  # an approved instruction sheet, by email
     test = "test"
 
 
@@ -55,6 +56,7 @@ class OutboxMessage(SQLModel, table=True):
     patient_id: int | None = Field(default=None, foreign_key="patients.id", index=True)
     appointment_id: int | None = Field(default=None, foreign_key="appointments.id")
     offer_id: int | None = Field(default=None, foreign_key="waiting_offers.id")
+    instruction_sheet_id: int | None = Field(default=None, foreign_key="instruction_sheets.id")
     reminder_hours: int | None = Field(default=None)
     planned_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -24,6 +24,14 @@ class Sex(StrEnum):
     other = "X"
 
 
+class RegistrationStatus(StrEnum):
+    """Whether the practice has checked the record: patients who registered themselves
+    online stay ``pending`` until a secretary does."""
+
+    active = "active"
+    pending = "pending"
+
+
 class Patient(SQLModel, table=True):
     """A patient of the practice."""
 
@@ -43,6 +51,9 @@ class Patient(SQLModel, table=True):
     nir: str | None = Field(default=None, max_length=15, unique=True)  # numéro de sécurité sociale
     language: str = Field(default="fr", max_length=5)
     search_key: str = Field(default="", max_length=400, index=True)
+    registration_status: RegistrationStatus = Field(
+        default=RegistrationStatus.active, sa_type=String(16)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -83,7 +83,7 @@ class Task:
 def merge(old: When, new: When) -> When:
     """``new`` overrides what it says; a time alone keeps the day already given."""
     result = old
-    if new.first is not None:
+    if new.first is not None and not (new.time_only and old.first is not None):
         result = replace(result, first=new.first, last=new.last, weekday=new.weekday)
     if new.part != "any":
         result = replace(result, part=new.part)

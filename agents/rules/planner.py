@@ -20,8 +20,10 @@ NOON_HOUR = 13  # the scheduling services' morning ends at 13:00
 ACTIONABLE = re.compile(
     r"\b(?:plutot|pas avant|pas apres|apres|avant|vers|autre|plus tard|plus tot|prefer\w*)\b"
 )
+NO_KNOWLEDGE_ANSWER = "Je ne trouve pas cette information dans les documents du cabinet."
 MAX_EVENTS = 14  # a task that needs more tool calls than this is not going anywhere
 BOOK_WORDS = dict(INTENTS)["book"]
+GREETING = re.compile(r"(?:bonjour|bonsoir|salut|merci)\b")
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Step:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     text: str = ""
     open: bool = False
+    sure: bool = True  # False: the request is not one the rules understand (hybrid mode)
 
 
 def call(name: str, **args: Any) -> Step:
@@ -253,21 +256,27 @@ class Planner:
             "book": self.book,
         }
         if len(self.task.events) > MAX_EVENTS:
-            return say(
-                "Je n'arrive pas à mener cette demande à bien : faites-la depuis la page Agenda."
+            return Step(
+                text="Je n'arrive pas à mener cette demande à bien : faites-la depuis la page "
+                "Agenda.",
+                sure=False,
             )
         if len(self.task.requests) > 1 and self.task.latest.decline:
             return say("D'accord, je laisse cela de côté.")
         handler = handlers.get(intent or "")
+        guessed = handler is None  # no intent recognised: a guess, or "I cannot"
         if handler is None:
             handler = self.knowledge if self.task.latest.question else self.not_understood
         try:
-            return handler()
+            step = handler()
         except Need as need:
-            return need.step
+            step = need.step
+        if guessed and not GREETING.match(self.task.latest.folded):
+            step.sure = False
+        return step
 
     def not_understood(self) -> Step:
-        if re.match(r"(?:bonjour|bonsoir|salut|merci)\b", self.task.latest.folded):
+        if GREETING.match(self.task.latest.folded):
             return say("Bonjour ! " + replies.CAPABILITIES)
         return say(
             "Je ne sais pas faire cela. "
@@ -316,15 +325,22 @@ class Planner:
                 + (f" ({event.text})" if event.text and event.status != "ok" else "")
                 + ". Vérifiez auprès de l'équipe."
             )
-        best = event.items[0]
+        found = event.items[0]
+        # The knowledge tool answers {answer, message, passages}: "none" is said as is (never
+        # the closest passage); "urgent" says its message (call the 15) before the passage.
+        if found.get("answer") == "none" or ("answer" in found and not found.get("passages")):
+            return say(str(found.get("message") or NO_KNOWLEDGE_ANSWER))
+        passages = found.get("passages")
+        best = passages[0] if isinstance(passages, list) and passages else found
         text = " ".join(str(best.get("text", "")).split())
         if len(text) > 600:
             text = text[:599] + "…"
         where = " — ".join(
             x for x in (str(best.get("title", "")), str(best.get("section", ""))) if x
         )
+        urgent = f"{found.get('message')} " if found.get("answer") == "urgent" else ""
         return say(
-            f"D'après les documents du cabinet ({where}) : « {text} » "
+            f"{urgent}D'après les documents du cabinet ({where}) : « {text} » "
             f"Source : {best.get('source', where)}."
         )
 
@@ -627,7 +643,17 @@ class Planner:
             return self._no_slot(doctor, day, last)
         first_request = self.task.requests[0]
         only_asked = first_request.wants_choice or first_request.intent == "slots"
-        if len(self.task.requests) == 1 and only_asked and not mine:
+        latest = self.task.latest
+        said = read(latest.timeless, self.now) if len(self.task.requests) > 1 else None
+        # "non, plutôt jeudi" after the slots were shown: show that day's, do not book yet
+        other_day = (
+            said is not None
+            and (said.first is not None or said.part != "any")
+            and said.at is None
+            and not latest.accept
+            and latest.ordinal is None
+        )
+        if (len(self.task.requests) == 1 or other_day) and only_asked and not mine:
             times = ", ".join(replies.clock(str(s["start"])) for s in slots[:3])
             who = self.practitioner_name(choice.get("practitioner_id"))
             return say(
@@ -769,7 +795,7 @@ class Planner:
         excluded = {str(e.args.get("new_start")) for e in moves if e.status != "ok"}
         start: str | None = None
         if failed is None and (target.same_time or target.at) and not excluded:
-            day = target.first or current.date()
+            day = target.first if target.first and not target.time_only else current.date()
             clock = target.at or current.time()
             start = datetime.combine(day, clock, tzinfo=self.now.tzinfo).isoformat()
         else:
@@ -779,8 +805,10 @@ class Planner:
                 first = last_day = moment.date()
             elif earliest and target.first is None:
                 first, last_day = self.today, current.date()
-            elif target.first is not None:
+            elif target.first is not None and not target.time_only:
                 first, last_day = target.first, target.last or target.first
+            elif target.part != "any" or target.time_only or "meme jour" in fold(self.task.text):
+                first = last_day = current.date()  # "plutôt l'après-midi": the same day
             else:
                 return say(
                     f"À quel moment voulez-vous déplacer le rendez-vous du "

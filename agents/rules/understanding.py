@@ -16,7 +16,13 @@ INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"douleur (?:dans|a|de) la poitrine|douleur thoracique|mal a respirer|"
             r"respire (?:tres )?mal|"
             r"ne respire plus|levres bleues|inconscient|perte de connaissance|convulsion|avc|"
-            r"paralys|saigne abondamment|hemorragie|etouffe|malaise grave|idees suicidaires"
+            r"paralys|saigne abondamment|hemorragie|etouffe|malaise grave|idees suicidaires|"
+            # the signs of a stroke (face, arm, speech), however they are put
+            r"bouche (?:de travers|tordue|deformee)|visage (?:de travers|deforme|tombe|fige)|"
+            r"(?:n arrive|ne peut|n a) plus (?:a |la force de )?(?:lever|bouger|soulever) "
+            r"(?:le|son|un|les|ses) bras|"
+            r"(?:n arrive plus|ne peut plus|du mal) a parler|parle (?:bizarrement|de travers)|"
+            r"trouble (?:brutal |soudain )?de la parole"
         ),
     ),
     (
@@ -48,7 +54,8 @@ INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "move",
         re.compile(
-            r"\b(?:deplac\w*|decal\w*|avancer?|avance son|reporte\w*|"
+            r"\b(?:deplac\w*|decal\w*|avancer?|avance son|reporte\w*|repouss\w*|"
+            r"ne (?:peut|pourra|pourrait) (?:plus|pas) venir|"
             r"change\w* (?:son|le) rendez|passe (?:m|mme|monsieur|madame|le|la)\b)"
         ),
     ),
@@ -65,14 +72,17 @@ INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"prochain rendez|quand (?:est|a)\w*|a t (?:elle|il) (?:un|des|deja un) rendez|"
             r"est ce qu (?:elle|il) a (?:un|des) rendez|a quelle (?:date|heure) (?:est|a)|"
-            r"(?:ses|les) (?:prochains )?rendez vous de"
+            r"(?:ses|les) (?:prochains )?rendez vous de|"
+            r"\ba (?:t (?:il|elle) )?(?:deja )?(?:un|des) rendez vous (?:de )?prevus?|"
+            r"est ce qu[e ].{0,60}\ba (?:deja )?(?:un|des) rendez vous"
         ),
     ),
     ("agenda", re.compile(r"\bqui (?:a|est|vient|passe)\b|\bagenda du\b|planning")),
     (
         "slots",
         re.compile(
-            r"creneaux libres|disponibilites?|quels creneaux|de la place|une place libre|"
+            r"creneaux libres|disponibilites?|\bdispos?\b|quels creneaux|de la place|"
+            r"une place libre|"
             r"y a t il (?:un|des) creneaux?"
         ),
     ),
@@ -81,7 +91,7 @@ INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"rendez vous|\brdv\b|\breserv\w*|\bmets?\b|\bcreneau|\bvoir le\b|"
             r"\bvoir la\b|doi\w+ voir|avec le (?:dr|docteur)|avec la (?:dr|docteur|"
-            r"pediatre)|\bvaccin"
+            r"pediatre)|\bvaccin|le plus tot possible|au plus tot|des que possible"
         ),
     ),
 )
@@ -248,6 +258,11 @@ NOT_NAMES = frozenset(
         "Mois",
     ]
 ) | frozenset(("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", *MONTHS))
+KEEP = re.compile(
+    r"(?:\b(?:elle|il)\s+)?\b(?:garde|conserve|maintient|laisse)\w*\s+(?:bien\s+)?"
+    r"(?:celui|celle|le rendez-vous|son rendez-vous|l'autre)\b[^,.;]*",
+    re.I,
+)
 PHONE = re.compile(r"(?:\+33\s?|0)[1-9](?:[\s.-]?\d{2}){4}")
 BIRTH = re.compile(
     rf"\bnee?s?\s+(?:le\s+)?(?:(?P<d>\d{{1,2}})(?:er)?\s+(?P<m>{'|'.join(MONTHS)})\s+(?P<y>\d{{4}})"
@@ -270,6 +285,151 @@ SPECIALTIES = {
     "infirmier": "infirm",
     "infirmiere": "infirm",
 }
+
+
+# Front-desk shorthand, read as the words it stands for (whole lower-case words only: "Pr"
+# stays a title).
+SHORTHAND = {
+    "dem": "demain",
+    "dmain": "demain",
+    "aprem": "après-midi",
+    "aprèm": "après-midi",
+    "ap-m": "après-midi",
+    "ajd": "aujourd'hui",
+    "auj": "aujourd'hui",
+    "pr": "pour",
+    "ds": "dans",
+    "sem": "semaine",
+    "asap": "le plus tôt possible",
+    "tjrs": "toujours",
+    "qd": "quand",
+}
+SHORTHAND_WORD = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, SHORTHAND)) + r")(?![\w-])")
+# Lower-case words that are never a name typed in lower case after a title ("mme durand").
+_NEVER_NAMES = (
+    "a",
+    "au",
+    "aux",
+    "avec",
+    "chez",
+    "de",
+    "des",
+    "du",
+    "d",
+    "et",
+    "ou",
+    "en",
+    "pour",
+    "par",
+    "sur",
+    "sous",
+    "dans",
+    "il",
+    "elle",
+    "ils",
+    "elles",
+    "le",
+    "la",
+    "les",
+    "l",
+    "un",
+    "une",
+    "son",
+    "sa",
+    "ses",
+    "leur",
+    "qui",
+    "que",
+    "qu",
+    "est",
+    "sont",
+    "ai",
+    "veut",
+    "voudrait",
+    "souhaite",
+    "doit",
+    "peut",
+    "pourrait",
+    "ne",
+    "n",
+    "pas",
+    "plus",
+    "car",
+    "mais",
+    "si",
+    "demain",
+    "aujourd",
+    "hui",
+    "matin",
+    "apres",
+    "midi",
+    "soir",
+    "semaine",
+    "prochain",
+    "prochaine",
+    "ce",
+    "cet",
+    "cette",
+    "vient",
+    "viendra",
+    "appelle",
+    "rappelle",
+    "tel",
+    "telephone",
+    "nee",
+    "rdv",
+    "rendez",
+    "vous",
+    "dr",
+    "docteur",
+    "annule",
+    "annuler",
+    "deplace",
+    "deplacer",
+    "decale",
+    "mets",
+    "mettre",
+    "reserve",
+    "liste",
+    "attente",
+    "fiche",
+    "creneau",
+    "urgent",
+    "merci",
+    "svp",
+    "stp",
+    "jusqu",
+    "partir",
+    "avant",
+)
+STOP_WORDS = frozenset(_NEVER_NAMES) | NOT_NAMES
+RELATIVE = re.compile(
+    r"\b(?:son|sa|leur)\s+(?P<rel>fils|fille|enfant|bébé|bebe|petit-fils|petite-fille|mari|"
+    r"femme|épouse|epouse|époux|epoux|père|pere|mère|mere|frère|frere|sœur|soeur)\s+"
+    r"(?P<first>[A-ZÀ-Ý][\w'-]+)(?:\s+(?P<last>[A-ZÀ-Ý][\w'-]+))?"
+)
+MALE_RELATIVES = frozenset({"fils", "petit-fils", "mari", "epoux", "époux", "pere", "père",
+                            "frere", "frère"})  # fmt: skip
+DOCTOR_LOWER = re.compile(r"\b(?:dr\.?|docteur|docteure)\s+(?P<name>[a-zà-ÿ][\w'-]+)")
+
+
+def expand(text: str) -> str:
+    """The message with front-desk shorthand written out ("rdv dem aprem pr mme X")."""
+    return SHORTHAND_WORD.sub(lambda m: SHORTHAND[m.group(1)], text)
+
+
+def _lower_names(rest: str) -> list[str]:
+    """Names typed in lower case right after a title: up to three words, up to a word that
+    cannot be a name."""
+    group: list[str] = []
+    for raw in rest.split():
+        word = raw.strip('.,;:!?()«»"')
+        if not word or not word.replace("-", "").isalpha() or fold(word) in STOP_WORDS:
+            break
+        group.append(word)
+        if raw[-1] in ".,;:!?" or len(group) == 3:
+            break
+    return group
 
 
 @dataclass
@@ -313,8 +473,21 @@ def intent_of(folded: str) -> str | None:
 
 
 def _patients(text: str) -> list[PatientRef]:
-    cleaned = DOCTOR.sub(" ", text)
+    cleaned = DOCTOR_LOWER.sub(" ", DOCTOR.sub(" ", text))
     refs: list[PatientRef] = []
+    relative = RELATIVE.search(cleaned)
+    if relative:  # "Mme Lemoine appelle pour son fils Tom": the appointment is Tom's
+        surname = relative["last"]
+        if surname is None:
+            caller = TITLE.search(cleaned[: relative.start()])
+            after = cleaned[caller.end() :].split() if caller else []
+            surname = after[0].strip('.,;:!?()«»"') if after else None
+        names = [relative["first"], *([surname] if surname else [])]
+        rel = fold(relative["rel"]).replace(" ", "-")
+        kin: str | None = "M" if rel in MALE_RELATIVES else "F"
+        if rel in ("enfant", "bebe"):
+            kin = None
+        return [PatientRef(names, kin)]
     for m in TITLE.finditer(cleaned):
         title = fold(m["t"])
         sex = (
@@ -324,8 +497,15 @@ def _patients(text: str) -> list[PatientRef]:
             if title in ("m.", "mr", "mr.", "monsieur", "le petit")
             else None
         )
+        rest = cleaned[m.end() :]
+        first_word = rest.split()[0].strip('.,;:!?()«»"') if rest.split() else ""
+        if first_word[:1].islower():  # "mme durand", "m. gerard blanc": shorthand
+            lower = _lower_names(rest)
+            if lower:
+                refs.append(PatientRef(lower, sex))
+            continue
         group: list[str] = []
-        for raw in cleaned[m.end() :].split():
+        for raw in rest.split():
             word = raw.strip('.,;:!?()«»"')
             if word == "et" and group:
                 group.append(word)
@@ -370,7 +550,10 @@ def _doctor(text: str) -> list[str] | None:
     ("le Dr Martin ne sera pas là ; passe-la avec le Dr Bernard"), else the last one."""
     found = list(DOCTOR.finditer(text))
     if not found:
-        return None
+        lower = [
+            m["name"] for m in DOCTOR_LOWER.finditer(text) if fold(m["name"]) not in STOP_WORDS
+        ]
+        return [lower[-1]] if lower else None
     wanted = [
         m
         for m in found
@@ -417,6 +600,7 @@ def _reason(text: str, intent: str | None) -> str:
 def understand(text: str) -> Request:
     """The intent and entities of one message (cached: the model rereads the whole
     conversation at each call; callers never change what it returns)."""
+    text = expand(text)
     folded = fold(text)
     request = Request(text=text, folded=folded, intent=intent_of(folded))
     request.question = "?" in text or bool(
@@ -428,7 +612,8 @@ def understand(text: str) -> Request:
     )
     if request.intent is None and KNOWLEDGE.search(folded) and request.question:
         request.intent = "knowledge"
-    request.timeless = PHONE.sub(" ", text)
+    # "elle garde celui de mercredi": a day named only to be left alone
+    request.timeless = KEEP.sub(" ", PHONE.sub(" ", text))
     birth = BIRTH.search(fold(request.timeless))
     if birth:
         request.timeless = fold(request.timeless)

@@ -31,6 +31,10 @@ LATE_MORNING = re.compile(r"\bfin (?:de )?matinee\b")
 LATE_AFTERNOON = re.compile(r"\bfin (?:d )?apres midi\b")
 MORNING = re.compile(r"\b(?:matin|matinee)\b")
 AFTERNOON = re.compile(r"\b(?:apres midi|aprem|soir)\b")
+PARTS = re.compile(
+    r"\b(?:(?:en |au )?(?:debut|fin) (?:de |d )?)?(?:(?:le |l |la |en )?"
+    r"(?:matin|matinee|apres midi|aprem|soir|soiree|midi|journee))\b"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class When:
     same_time: bool = False
     earliest: bool = False
     weekday: int | None = None
+    time_only: bool = False  # "15h" alone: the day is the one already given, if any
 
     @property
     def has_day(self) -> bool:
@@ -112,6 +117,11 @@ def read(text: str, now: datetime) -> When:
         if query.instant is not None:
             when = replace(when, at=query.instant.astimezone(_zone(now)).time())
         when = replace(when, earliest=query.asap)
+        if query.days and (query.instant is not None or _clock(folded) or query.part_of_day):
+            rest = PARTS.sub(" ", CLOCK.sub(" ", folded))
+            named = time_expressions.parse(rest, now, _zone(now)) if rest.strip() else None
+            named_today = TODAY.search(folded) is not None  # "ce matin" names today
+            when = replace(when, time_only=not named_today and (named is None or not named.days))
     clock = _clock(folded)
     if clock and when.at is None:
         mode, moment = clock
@@ -141,11 +151,14 @@ def split_move(text: str) -> tuple[str, str]:
     """A move's words: (where the appointment is now, where it goes). The target follows
     "à", "au", "pour" or "vers" after the verb; what comes before is the current day."""
     folded = fold(text)
-    verb = re.search(r"\b(deplace|decale|avance|recule|passe|change|bouge|mets|reporte)", folded)
+    verb = re.search(
+        r"\b(deplace|decale|avance|recule|passe|change|bouge|mets|reporte|repousse)", folded
+    )
     start = verb.end() if verb else 0
     target = re.search(
-        rf"\b(?:a|au|pour|vers|en|plutot)\s+(?=(?:{_WD}|demain|apres demain|aujourd hui|la meme|"
-        rf"meme|le \d|\d|la semaine|cette semaine|semaine))",
+        rf"(?:\b(?:a|au|pour|vers|en|plutot)|,\s*(?:le|au|pour))\s+(?=(?:{_WD}|demain|"
+        rf"apres demain|aujourd hui|la meme|meme|le \d|\d|la semaine|cette semaine|semaine|"
+        rf"l apres midi|le matin|apres midi|matin|le \w+ \d))",
         folded[start:],
     )
     if target is None:

@@ -56,9 +56,15 @@ class Settings(BaseSettings):
     llm_keep_alive: str = "30m"  # how long Ollama keeps the model loaded between requests
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
     llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    # With an LLM (ollama, openai, embedded): the rules assistant answers the requests it is
+    # sure of, the LLM the others (agents/hybrid_model.py; measured in evals/README.md).
+    llm_hybrid: bool = False
     embedded_model_path: Path | None = None  # a GGUF file; default: the bundled SmolLM2
     embedded_threads: int = Field(default=0, ge=0, le=256)  # 0: every core
     assistant_max_tool_calls: int = Field(default=8, gt=0, le=50)  # per secretary turn
+    # The practice's own secretary scenarios (YAML, evals/README.md), played by the model
+    # acceptance gate beside the shipped ones; default: <data_dir>/scenarios when it exists.
+    assistant_scenarios_dir: Path | None = None
     assistant_messages_per_minute: int = Field(default=20, gt=0)  # per user
     assistant_messages_per_day: int = Field(default=1000, gt=0)  # per user
     # Tokens (input + output) one user's assistant turns may use over a rolling 24 hours; a
@@ -86,6 +92,12 @@ class Settings(BaseSettings):
     jobs_in_process: bool = True  # `accueil serve` also runs the jobs: one command for a box
     jobs_workers: int = Field(default=1, ge=1, le=16)
     jobs_retry_delay_seconds: float = Field(default=30.0, ge=0, le=3600)  # doubles each try
+    # The queue's name, which prefixes its Redis keys: several installations (or test runs)
+    # can share one Redis server, each with its own name.
+    jobs_queue_name: str = Field(default="accueil", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # How often each worker takes back the jobs of dead workers and re-sends lost messages.
+    # From a minute up it runs on the queue's schedule (whole minutes); below, in a thread.
+    jobs_recovery_seconds: float = Field(default=300.0, ge=0.2, le=3600)
 
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -102,6 +114,12 @@ class Settings(BaseSettings):
     sms_gateway_token: SecretStr | None = None
 
     health_probe_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # Online booking page (/rendez-vous): page views allowed per address (a token bucket:
+    # a burst, then a steady rate per second), and the proof-of-work difficulty (leading
+    # zero bits of SHA-256) asked under load.
+    booking_page_rate: float = Field(default=5.0, ge=0, le=1000)
+    booking_page_burst: int = Field(default=30, ge=1, le=10000)
+    booking_pow_bits: int = Field(default=16, ge=1, le=24)
 
     @field_validator("timezone")
     @classmethod

@@ -21,15 +21,14 @@ from sqlalchemy.engine import Engine
 from app.config.settings import Settings
 from app.jobs import runner as job_runner
 from app.jobs import store
-from app.jobs.recovery import recover
+from app.jobs.recovery import ALIVE_SECONDS, recover
 from models.db import make_engine
 from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")
-QUEUE_NAME = "accueil"
+QUEUE_NAME = "accueil"  # the default of ``jobs_queue_name``
 RUN_TASK = "run_job"
 RECOVERY_TASK = "recover_jobs"
-RECOVERY_MINUTES = "*/5"
 
 PeriodicFunction = Callable[[Engine, Settings], object]  # what it returns is ignored
 
@@ -63,6 +62,14 @@ class JobQueue:
         return bool(self.settings.redis_url)
 
     @property
+    def recovery_minutes(self) -> int | None:
+        """Every how many minutes the queue's schedule runs recovery; ``None`` when the
+        interval is under a minute (each consumer then runs it in a thread,
+        ``worker.RecoveryLoop``)."""
+        seconds = self.settings.jobs_recovery_seconds
+        return None if seconds < 60 else min(59, max(1, round(seconds / 60)))
+
+    @property
     def huey(self) -> Huey:
         return self._open()[0]
 
@@ -73,12 +80,13 @@ class JobQueue:
             return self._opened
 
     def _build(self) -> tuple[Huey, TaskWrapper]:
+        name = self.settings.jobs_queue_name
         if self.settings.redis_url:
-            huey: Huey = RedisHuey(QUEUE_NAME, url=self.settings.redis_url, results=False)
+            huey: Huey = RedisHuey(name, url=self.settings.redis_url, results=False)
         else:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             huey = SqliteHuey(
-                QUEUE_NAME,
+                name,
                 filename=str(self.settings.jobs_queue_file),
                 results=False,
                 timeout=10,
@@ -94,10 +102,13 @@ class JobQueue:
             if result.retry_in is not None:
                 raise RetryTask(delay=result.retry_in)
 
-        @huey.periodic_task(crontab(minute=RECOVERY_MINUTES), name=RECOVERY_TASK)
-        def recover_jobs() -> None:
-            """Take back jobs of dead workers and send queued jobs that have no message."""
-            recover(queue)
+        minutes = self.recovery_minutes
+        if minutes is not None:
+
+            @huey.periodic_task(crontab(minute=f"*/{minutes}"), name=RECOVERY_TASK)
+            def recover_jobs() -> None:
+                """Take back jobs of dead workers and send queued jobs that have no message."""
+                recover(queue)
 
         for work in self._periodic.values():
             self._register_periodic(huey, work)
@@ -132,6 +143,26 @@ class JobQueue:
             task.schedule(args=(job_id,), eta=eta)
         else:
             task(job_id)
+
+    def _alive_key(self, worker_id: str) -> str:
+        return f"{self.settings.jobs_queue_name}.alive.{worker_id}"
+
+    def beat(self, worker_id: str) -> None:
+        """Say that this consumer lives, for ALIVE_SECONDS (Redis only: on a SQLite queue
+        every worker shares one machine, where its process can be looked up)."""
+        if self.uses_redis:
+            self.huey.storage.conn.set(self._alive_key(worker_id), b"1", ex=ALIVE_SECONDS)
+
+    def forget(self, worker_id: str) -> None:
+        """This consumer has stopped: no heartbeat any more."""
+        if self.uses_redis:
+            self.huey.storage.conn.delete(self._alive_key(worker_id))
+
+    def seen_alive(self, worker_id: str) -> bool | None:
+        """Whether a consumer's heartbeat is there; ``None``: unknown (no Redis)."""
+        if not self.uses_redis:
+            return None
+        return bool(self.huey.storage.conn.exists(self._alive_key(worker_id)))
 
     def carried_job_ids(self) -> set[int]:
         """The jobs that have a message waiting in the queue or in its schedule."""

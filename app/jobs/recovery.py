@@ -4,6 +4,7 @@ when no attempt is left), and queued jobs whose message was lost are sent again.
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -18,8 +19,12 @@ from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")
 # A running job on another machine is taken back only after this long without a heartbeat
-# (a progress report): workers there cannot be asked whether they are alive.
+# (a progress report): workers there cannot be asked whether they are alive. With Redis the
+# consumers' own heartbeats tell sooner (``JobQueue.seen_alive``), after HEARTBEAT_GRACE.
 STALE_AFTER = timedelta(minutes=15)
+# A consumer's heartbeat in Redis lasts this long and is renewed every third of it.
+ALIVE_SECONDS = 30
+HEARTBEAT_GRACE = timedelta(seconds=ALIVE_SECONDS)
 INTERRUPTED = "Interrompue (arrêt du processus) : reprise automatique."
 
 live_workers: set[str] = set()  # the consumers running in this process
@@ -38,6 +43,8 @@ class RecoverableQueue(Protocol):
     def carried_job_ids(self) -> set[int]: ...
 
     def dispatch(self, job_id: int, eta: datetime | None = None) -> None: ...
+
+    def seen_alive(self, worker_id: str) -> bool | None: ...
 
 
 def worker_alive(worker: str | None) -> bool | None:
@@ -63,12 +70,21 @@ def worker_alive(worker: str | None) -> bool | None:
     return True
 
 
-def take_back_abandoned(session: Session, settings: Settings) -> list[Job]:
-    """Running jobs whose worker is gone: queued again, or failed when no attempt is left."""
+def take_back_abandoned(
+    session: Session,
+    settings: Settings,
+    seen_alive: Callable[[str], bool | None] | None = None,
+) -> list[Job]:
+    """Running jobs whose worker is gone: queued again, or failed when no attempt is left.
+    ``seen_alive`` tells about workers on other machines from their heartbeats."""
     now = utcnow()
     taken = []
     for job in session.exec(select(Job).where(Job.status == JobStatus.running)).all():
         alive = worker_alive(job.worker)
+        if alive is None and seen_alive is not None and job.worker:
+            beating = seen_alive(job.worker)
+            if beating is not None:  # a claim younger than a heartbeat's life is not judged
+                alive = beating or now - job.updated_at < HEARTBEAT_GRACE
         if alive or (alive is None and now - job.updated_at < STALE_AFTER):
             continue
         job.last_error = INTERRUPTED
@@ -91,7 +107,7 @@ def recover(queue: RecoverableQueue) -> int:
     """Take back abandoned jobs and send every queued job that has no message; returns how
     many messages were sent. Safe to run at any time: a job runs once per claim."""
     with Session(queue.engine, expire_on_commit=False) as session:
-        taken = take_back_abandoned(session, queue.settings)
+        taken = take_back_abandoned(session, queue.settings, queue.seen_alive)
         session.commit()
         queued = session.exec(
             select(Job.id, Job.next_attempt_at).where(col(Job.status) == JobStatus.queued)

@@ -8,6 +8,7 @@ and never imports them."""
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import anyio.to_thread
 from huey.consumer import Consumer
 
 from app.jobs.queue import JobQueue
-from app.jobs.recovery import live_workers, recover
+from app.jobs.recovery import ALIVE_SECONDS, live_workers, recover
 from models.types import utcnow
 
 log = logging.getLogger("accueil.jobs")
@@ -28,6 +29,82 @@ SHUTDOWN_SECONDS = 20.0
 def new_worker_id(label: str) -> str:
     """``host:pid:label-nonce``: tells a later worker whether this one is still alive."""
     return f"{socket.gethostname()}:{os.getpid()}:{label}-{uuid.uuid4().hex[:8]}"
+
+
+class Heartbeat:
+    """The consumer's heartbeat in Redis, renewed in a thread while it runs: recovery on
+    another machine tells from it whether this worker's running jobs are abandoned."""
+
+    def __init__(self, queue: JobQueue, worker_id: str) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.queue.uses_redis or self._thread is not None:
+            return
+        self._beat()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="JobHeartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        try:
+            self.queue.beat(self.worker_id)
+        except Exception as exc:  # Redis is down: the jobs cannot move either
+            log.warning("job heartbeat failed: %s", type(exc).__name__)
+
+    def _run(self) -> None:
+        while not self._stop.wait(ALIVE_SECONDS / 3):
+            self._beat()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=SHUTDOWN_SECONDS)
+        self._thread = None
+        try:
+            self.queue.forget(self.worker_id)
+        except Exception as exc:
+            log.warning("could not clear the job heartbeat: %s", type(exc).__name__)
+
+
+class RecoveryLoop:
+    """Recovery every ``jobs_recovery_seconds`` in a thread of this consumer, when that is
+    under a minute (the queue's schedule counts in whole minutes): a worker killed mid-job
+    leaves its jobs running in the table, and another worker takes them back this soon."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def needed(self) -> bool:
+        return self.queue.recovery_minutes is None
+
+    def start(self) -> None:
+        if not self.needed or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="JobRecovery", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = self.queue.settings.jobs_recovery_seconds
+        while not self._stop.wait(interval):
+            try:
+                recover(self.queue)
+            except Exception as exc:  # the database or Redis is down: try again next time
+                log.warning("job recovery failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=SHUTDOWN_SECONDS)
+            self._thread = None
 
 
 class _ThreadConsumer(Consumer):
@@ -55,27 +132,37 @@ class InProcessWorker:
         self.queue = queue
         self.worker_id = new_worker_id("thread")
         self._consumer = _ThreadConsumer(queue.huey, **_consumer_options(queue, workers, periodic))
+        self._recovery = RecoveryLoop(queue) if periodic else None
+        self._heartbeat = Heartbeat(queue, self.worker_id)
 
     def start(self) -> None:
         """Take back what a dead worker left, then start the threads."""
         self.queue.worker_id = self.worker_id
         live_workers.add(self.worker_id)
+        self._heartbeat.start()
         try:
             recover(self.queue)
         except Exception as exc:  # the database is down: the periodic recovery will catch up
             log.warning("job recovery at start failed: %s", type(exc).__name__)
         self._consumer.start()
+        if self._recovery is not None:
+            self._recovery.start()
 
     def stop(self) -> None:
         """Let the running job finish (up to a limit), then stop every thread."""
         try:
+            if self._recovery is not None:
+                self._recovery.stop()
             self._consumer.stop(graceful=True)
         finally:
+            self._heartbeat.stop()
             live_workers.discard(self.worker_id)
 
     @property
     def threads_alive(self) -> bool:
         threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
+        if self._recovery is not None and self._recovery._thread is not None:
+            threads.append(self._recovery._thread)
         return any(t.is_alive() for t in threads)
 
 
@@ -98,11 +185,17 @@ def run_worker(queue: JobQueue, *, workers: int) -> None:
     worker_id = new_worker_id("worker")
     queue.worker_id = worker_id
     live_workers.add(worker_id)
+    recovery = RecoveryLoop(queue)
+    heartbeat = Heartbeat(queue, worker_id)
     try:
+        heartbeat.start()
         recover(queue)
         consumer = queue.huey.create_consumer(**_consumer_options(queue, workers, periodic=True))
+        recovery.start()
         consumer.run()
     finally:
+        recovery.stop()
+        heartbeat.stop()
         live_workers.discard(worker_id)
 
 

@@ -27,6 +27,14 @@ _CSP_DOCS = _CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'
 )
 
 
+def csp_framed_by(sources: str) -> str:
+    """The page policy, letting the practice's own site(s) show the page in an iframe (the
+    online booking page's embed). A response that sets its own policy keeps it, and is sent
+    without ``X-Frame-Options``."""
+    allowed = " ".join(["'self'", *sources.split()])
+    return _CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+
+
 def loggable_path(scope: Scope) -> str:
     """The request's route template (``/p/{token}``) rather than its path, so that link
     tokens and names typed into URLs never reach the logs; unrouted paths keep only their
@@ -133,10 +141,14 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                own_policy = any(n.lower() == b"content-security-policy" for n, _ in headers)
+                if not own_policy:
+                    headers += [
+                        (b"content-security-policy", csp.encode()),
+                        (b"x-frame-options", b"DENY"),
+                    ]
                 headers += [
-                    (b"content-security-policy", csp.encode()),
                     (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"permissions-policy", b"camera=(), geolocation=(), microphone=(self)"),
                 ]

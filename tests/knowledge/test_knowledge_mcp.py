@@ -42,9 +42,16 @@ def handbook(db: Session, settings) -> int:
     return document.id or 0
 
 
-def passages(result) -> list[dict]:
+def answer(result) -> dict:
     assert not result.isError, result.content[0].text
-    return [json.loads(c.text) for c in result.content]
+    [content] = result.content
+    return json.loads(content.text)
+
+
+def passages(result) -> list[dict]:
+    found = answer(result)
+    assert found["answer"] in ("found", "urgent"), found
+    return found["passages"]
 
 
 async def test_the_tool_is_the_contract(server) -> None:
@@ -76,6 +83,9 @@ async def test_search_returns_cited_passages(server, handbook, db: Session) -> N
     for p in found + blood:
         assert p["title"] == "Livret du cabinet"
         assert p["source"].startswith(f"/connaissances/{handbook}#c")
+        where = " › ".join(x for x in ("Livret du cabinet", p["section"]) if x)
+        number = int(p["source"].rsplit("#c", 1)[1]) + 1
+        assert p["citation"] == f"{where}, passage {number}"
     calls = db.exec(select(AuditEvent).where(AuditEvent.action == "mcp.tool_call")).all()
     assert [(c.actor_name, c.outcome) for c in calls] == [("test-agent", "ok")] * 2
     searches = db.exec(select(AuditEvent).where(AuditEvent.action == "knowledge.search")).all()
@@ -96,6 +106,31 @@ async def test_bad_calls_give_clear_tool_errors(server, arguments, message) -> N
         result = await client.call_tool("search_practice_knowledge", arguments)
     assert result.isError
     assert message in result.content[0].text, result.content[0].text
+
+
+async def test_urgent_and_unanswered_questions(server, handbook, monkeypatch) -> None:
+    from app.services.knowledge import no_answer
+
+    async with create_connected_server_and_client_session(server._mcp_server) as client:
+        urgent = answer(
+            await client.call_tool(
+                "search_practice_knowledge", {"query": "douleur poitrine que faire"}
+            )
+        )
+        # a model that turns every question away: the tool then quotes nothing
+        refuse_all = no_answer.NoAnswerModel((0.0,) * 5, -10.0, (0.0,) * 5, (1.0,) * 5, 0.5)
+        monkeypatch.setattr(no_answer, "shipped", lambda: refuse_all)
+        monkeypatch.setattr("app.services.knowledge.retrieval.shipped", lambda: refuse_all)
+        none = answer(
+            await client.call_tool("search_practice_knowledge", {"query": "acupuncture ?"})
+        )
+    assert urgent["answer"] == "urgent" and "appelez le 15" in urgent["message"]
+    assert urgent["passages"]
+    assert none == {
+        "answer": "none",
+        "message": "Je ne trouve pas cette information dans les documents du cabinet.",
+        "passages": [],
+    }
 
 
 async def test_mounted_over_http_behind_bearer_tokens(live_server: str, db, handbook) -> None:

@@ -132,6 +132,23 @@ def test_chunks_respect_sections_sentences_and_size() -> None:
     assert embedding_input("Protocoles", chunks[-1]) == "Protocoles — Accès\nMétro ligne B."
 
 
+def test_a_long_section_is_cut_between_paragraphs_not_inside_one() -> None:
+    def paragraph(topic: str) -> str:
+        return " ".join(f"Consigne {n} sur {topic} pour les patients." for n in range(5))
+
+    topics = ["le jeûne", "les médicaments", "le retour à domicile"]
+    text = "\n".join(paragraph(t) for t in topics)
+    parsed = ParsedDocument("Coloscopie", "text/markdown", [Section("Préparation", text)])
+    chunks = chunk_document(parsed, max_chars=520)  # room for a sentence of the third
+    assert [c.text for c in chunks] == [
+        f"{paragraph(topics[0])} {paragraph(topics[1])}",
+        paragraph(topics[2]),
+    ]
+    assert all(c.section == "Préparation" for c in chunks)
+    short = ParsedDocument("C", "text/markdown", [Section("Jeûne", "À jeun.\nSans café.")])
+    assert [c.text for c in chunk_document(short)] == ["À jeun. Sans café."]
+
+
 def test_a_sentence_longer_than_a_chunk_is_cut_between_words() -> None:
     parsed = ParsedDocument("T", "text/plain", [Section("", "mot " * 200)])
     chunks = chunk_document(parsed, max_chars=100)

@@ -1,19 +1,22 @@
 """The time grid's server side: its JSON data, moves and resizes from the grid, the day sheet."""
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
+import pytest
 from sqlmodel import select
 
 from app.services.preconsultation.links import send_preconsultation
 from app.services.preconsultation.questionnaires import import_bundled
+from app.services.scheduling.agenda_grid import FreeBand, agenda_grid, free_bands
 from app.services.scheduling.practice_setup import add_absence
+from app.services.scheduling.slots import Slot, active_practitioners
 from app.services.scheduling.waiting_list import add_to_waiting_list
 from models.appointments import Appointment
 from models.audit import AuditEvent
 from models.practice import PracticeClosure
 from models.questionnaires import PreConsultationStatus
 from tests.scheduling.test_agenda_pages import _book, local_iso, next_monday, practice
-from tests.support.practice import ACTOR
+from tests.support.practice import ACTOR, PARIS
 
 __all__ = ["practice"]  # the fixture, used by name
 
@@ -277,3 +280,94 @@ def test_grid_shades_a_closed_public_holiday_by_name(logged_in, practice) -> Non
     }
     free_that_day = [e for e in _kinds(data, "free") if e["start"].startswith("2027-07-14")]
     assert free_that_day == []
+
+
+# The scheduling service the grid's route calls (app/services/scheduling/agenda_grid.py).
+
+
+def test_service_grid_of_a_week_with_badges_shadings_and_free_time(db, practice) -> None:
+    monday = next_monday()
+    flagged = _book(db, practice, monday)
+    plain = _book(db, practice, monday + timedelta(days=1))
+    add_absence(
+        db,
+        ACTOR,
+        practitioner_id=practice.other_practitioner,
+        starts_at=monday.replace(hour=8),
+        ends_at=monday.replace(hour=12),
+    )
+    import_bundled(db)
+    sent = send_preconsultation(db, ACTOR, flagged, secret="s" * 32)
+    sent.preconsultation.status = PreConsultationStatus.in_progress
+    sent.preconsultation.red_flags = [{"id": "chest-pain"}]
+    db.add(sent.preconsultation)
+    db.commit()
+    days = [monday.date() + timedelta(days=i) for i in range(7)]
+
+    grid = agenda_grid(
+        db, ACTOR, PARIS, practitioners=active_practitioners(db, None), days=days, language="en"
+    )
+
+    badges = {g.view.appointment.id: (g.preconsultation, g.red_flag) for g in grid.appointments}
+    assert badges == {flagged: ("in_progress", True), plain: ("", False)}
+    [absence] = [s for s in grid.shadings if s.kind == "absence"]
+    assert absence.practitioner_id == practice.other_practitioner
+    assert absence.label == ""  # no reason: the page shows its own wording
+    assert (grid.opens, grid.closes) == (time(8, 30), time(19, 0))
+    for item in grid.appointments:
+        a = item.view.appointment
+        assert not [
+            s for s in grid.free_slots
+            if s.practitioner_id == a.practitioner_id
+            and s.starts_at < a.ends_at and s.ends_at > a.starts_at
+        ], "no free slot over an appointment"  # fmt: skip
+    assert not [
+        s for s in grid.free_slots
+        if s.practitioner_id == practice.other_practitioner
+        and s.starts_at < absence.ends_at and s.ends_at > absence.starts_at
+    ], "no free slot during an absence"  # fmt: skip
+    assert grid.free_bands == free_bands(grid.free_slots)
+    assert len(grid.free_bands) < len(grid.free_slots)
+    reads = db.exec(select(AuditEvent).where(AuditEvent.action == "appointment.list")).all()
+    assert len(reads) == 1, "the grid's read is audited once"
+
+
+def test_service_grid_names_a_closed_holiday_in_the_language_asked(db, practice) -> None:
+    day = date(2027, 7, 14)
+    shown = active_practitioners(db, practice.practitioner)
+    french = agenda_grid(db, ACTOR, PARIS, practitioners=shown, days=[day])
+    english = agenda_grid(db, ACTOR, PARIS, practitioners=shown, days=[day], language="en")
+
+    assert [(s.kind, s.practitioner_id, s.label) for s in french.shadings] == [
+        ("closure", practice.practitioner, "Fête nationale")
+    ]
+    assert english.shadings[0].label != "Fête nationale" and english.shadings[0].label
+    start = datetime.combine(day, time.min, tzinfo=PARIS)
+    assert (french.shadings[0].starts_at, french.shadings[0].ends_at) == (
+        start,
+        start + timedelta(days=1),
+    )
+    assert french.free_slots == [] and french.free_bands == []
+
+
+def test_service_grid_without_practitioners_or_days(db, practice) -> None:
+    empty = agenda_grid(db, ACTOR, PARIS, practitioners=[], days=[next_monday().date()])
+    assert (empty.appointments, empty.shadings, empty.free_slots) == ([], [], [])
+    with pytest.raises(ValueError):
+        agenda_grid(db, ACTOR, PARIS, practitioners=[], days=[])
+
+
+def test_free_bands_merge_back_to_back_slots_per_practitioner() -> None:
+    at = datetime(2027, 3, 1, 9, 0, tzinfo=PARIS)
+
+    def slot(pid: int, minutes: int) -> Slot:
+        start = at + timedelta(minutes=minutes)
+        return Slot(practitioner_id=pid, starts_at=start, ends_at=start + timedelta(minutes=20))
+
+    slots = [slot(2, 0), slot(1, 40), slot(1, 0), slot(1, 20), slot(2, 60)]
+    assert free_bands(slots) == [
+        FreeBand(1, at, at + timedelta(minutes=60)),
+        FreeBand(2, at, at + timedelta(minutes=20)),
+        FreeBand(2, at + timedelta(minutes=60), at + timedelta(minutes=80)),
+    ]
+    assert free_bands([]) == []

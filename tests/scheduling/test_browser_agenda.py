@@ -261,16 +261,26 @@ def add_week_of_appointments(db: Session, monday: datetime, count: int = 200) ->
     return made
 
 
+RENDER_ENTRIES = """name => performance.getEntriesByName(name, "measure").map(e => e.duration)"""
+
+
 def test_grid_renders_three_practitioners_a_week_with_200_appointments(
-    browser_page, db: Session, staff
+    browser_page, db: Session, staff, record_property
 ) -> None:
+    """The render time is measured by the page itself (User Timing marks around the
+    calendar's first render, layout included) and reported; the < 300 ms goal is checked by
+    ``python -m benchmarks agenda_grid``, the bound here only catches a broken measure."""
     monday = next_monday()
     add_week_of_appointments(db, monday)
     page = browser_page
     _open_grid(page, monday, view="week")
     assert page.locator(".ec-event.appointment").count() == 200
-    first = page.evaluate("window.accueilAgendaGrid.renderMs")
+    [first] = page.evaluate(RENDER_ENTRIES, "agenda-grid:render")
+    assert first == page.evaluate("window.accueilAgendaGrid.renderMs")
     measured = page.evaluate("window.accueilAgendaGrid.measure()")
     assert measured["appointments"] == 200
+    assert page.evaluate(RENDER_ENTRIES, "agenda-grid:redraw") == [measured["ms"]]
+    record_property("agenda_grid_first_render_ms", round(first, 1))
+    record_property("agenda_grid_redraw_ms", round(measured["ms"], 1))
     print(f"grid render: first {first:.0f} ms, again {measured['ms']:.0f} ms (goal < 300 ms)")
-    assert 0 < measured["ms"] < RENDER_SANITY_MS
+    assert 0 < first < RENDER_SANITY_MS and 0 < measured["ms"] < RENDER_SANITY_MS

@@ -33,7 +33,7 @@ def test_secretary_logs_in_and_registers_a_patient(browser_page, staff) -> None:
     page.wait_for_url("**/patients/*")
     assert "Patient enregistré." in page.content()
 
-    page.get_by_role("link", name="Patients").click()
+    page.get_by_role("link", name="Patients", exact=True).click()
     page.get_by_label("Nom, prénom").fill("lefevre helene")
     page.get_by_role("button", name="Rechercher").click()
     assert page.get_by_role("link", name="Lefèvre Hélène").is_visible()

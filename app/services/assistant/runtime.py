@@ -20,13 +20,21 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from mcp.server.fastmcp import FastMCP
 from sqlalchemy.engine import Engine, make_url
 
-from agents.models import ModelChoice, ModelUnavailable, choose_model, make_chat_model
+from agents.models import (
+    ModelChoice,
+    ModelNotInstalled,
+    ModelUnavailable,
+    embedded_missing,
+    make_chat_model,
+)
 from agents.policy import allowed_tools
 from agents.scripted_model import ScriptedChatModel
 from agents.secretary import build_secretary_agent, load_tools, open_sessions
 from agents.turns import Decision, TurnEvent, stream_turn, tool_summary, turn_input
 from app.config.settings import Settings
 from app.services.assistant.action_preview import long_date
+from app.services.assistant.feedback_signals import ProposalTracker
+from app.services.assistant.model_gate import ModelGate
 from app.services.core.errors import DomainError
 from models.users import User
 from prompts import RenderedPrompt, load_prompt
@@ -44,6 +52,18 @@ MODEL_DOWN = (
     "réessayez dans un instant."
 )
 MODEL_DOWN_EN = "The language model is not answering right now. Your message is kept: retry soon."
+
+
+def _not_installed(exc: BaseException) -> ModelNotInstalled | None:
+    """The provider's missing part, when that is why the turn failed (said as is: retrying
+    will not help)."""
+    if isinstance(exc, ModelNotInstalled):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if found := _not_installed(inner):
+                return found
+    return None
 
 
 def failure_name(exc: BaseException) -> str:
@@ -102,6 +122,8 @@ class Assistant:
         self.checkpointer: BaseCheckpointSaver[str] | None = None
         # Tests, evaluations and benchmarks put a scripted model here.
         self.model_override: BaseChatModel | None = None
+        self.gate = ModelGate(engine)  # under ``auto``, only an accepted model serves
+        self.proposals = ProposalTracker()  # turns and tool errors of each task under way
         self._models: dict[ModelChoice, BaseChatModel] = {}
         self._busy: dict[str, float] = {}  # conversations with a turn running
         self._agents: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -115,6 +137,10 @@ class Assistant:
     async def running(self) -> AsyncIterator["Assistant"]:
         """Open the checkpointer for the app's lifetime: PostgreSQL when the app uses it,
         else a SQLite file in the data directory. Conversations survive restarts."""
+        if self.settings.llm_provider == "embedded" and (
+            missing := await anyio.to_thread.run_sync(embedded_missing, self.settings)
+        ):
+            log.error("ACCUEIL_LLM_PROVIDER=embedded: %s", missing)
         async with AsyncExitStack() as stack:
             url = make_url(self.settings.resolved_database_url)
             if url.get_backend_name() == "postgresql":
@@ -186,7 +212,7 @@ class Assistant:
             override = self.model_override
             name = getattr(override, "model_name", None) or getattr(override, "model", None)
             return ModelChoice("embedded", str(name or override._llm_type))
-        return choose_model(self.settings)
+        return self.gate.choose(self.settings)
 
     async def amodel_choice(self) -> ModelChoice:
         """``model_choice`` off the event loop (it may probe the Ollama server)."""
@@ -239,6 +265,8 @@ class Assistant:
                 allowed=allowed,
                 checkpointer=self.checkpointer,
                 max_tool_calls=self.settings.assistant_max_tool_calls,
+                clock=self.now,
+                tz=self.settings.tz,
             )
             self._agents[key] = agent
             while len(self._agents) > CACHED_AGENTS:
@@ -317,12 +345,13 @@ class Assistant:
             unavailable = isinstance(exc, ModelUnavailable) or (
                 isinstance(exc, ExceptionGroup) and exc.subgroup(ModelUnavailable) is not None
             )
+            missing = _not_installed(exc)
             closing = [
                 TurnEvent(
                     "error",
                     {
-                        "message": MODEL_DOWN,
-                        "message_en": MODEL_DOWN_EN,
+                        "message": missing.fr if missing else MODEL_DOWN,
+                        "message_en": missing.en if missing else MODEL_DOWN_EN,
                         "retry": "resume" if await self._can_resume(config) else "resend",
                         "model_unavailable": unavailable,
                     },

@@ -16,6 +16,7 @@ session here comes from the factory it is given, so the turn never borrows the r
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -24,7 +25,7 @@ from sqlmodel import Session
 from agents.turns import Decision, TurnEvent
 from agents.usage import TokenMeter, TurnUsage
 from app.config.settings import Settings
-from app.services.assistant import conversations, token_budget
+from app.services.assistant import conversations, feedback_signals, token_budget
 from app.services.assistant.runtime import (
     CLOSING_EVENTS,
     Assistant,
@@ -143,6 +144,11 @@ class AssistantTurns:
             for proposed, decision in zip(pending, decided, strict=True)
         ]
         await self._audit(turn, events)
+        outcomes = [
+            (proposed, decision.type, decision.args, decision.message)
+            for proposed, decision in zip(pending, decided, strict=True)
+        ]
+        await in_thread(feedback_signals.record_decisions, self.sessions, conversation_id, outcomes)
         return turn
 
     async def begin_retry(self, user: User, conversation_id: int) -> BegunTurn:
@@ -223,12 +229,14 @@ class AssistantTurns:
         after the turn, as ``show_budget`` presents it (the page updates its budget line)."""
         assistant = self.assistant
         try:
-            label = (await assistant.amodel_choice()).label
+            choice = await assistant.amodel_choice()
+            label = choice.label
         except BaseException:
             assistant.release(turn.thread_id)  # the turn never ran: nothing else releases it
             raise
         meter = TokenMeter()
         closing: list[TurnEvent] = []
+        tool_errors = 0
         try:
             async for event in assistant.turn(
                 turn.user,
@@ -240,10 +248,26 @@ class AssistantTurns:
                 if event.type in CLOSING_EVENTS:
                     closing.append(event)
                 else:
+                    tool_errors += event.type == "tool" and event.data.get("status") == "error"
                     yield event
         finally:
             with anyio.CancelScope(shield=True):
                 await in_thread(self._record_usage, turn.user, meter.usage, label)
+        await in_thread(
+            partial(
+                feedback_signals.record_turn,
+                self.sessions,
+                assistant.proposals,
+                self.settings,
+                conversation_id=turn.conversation_id,
+                user_id=turn.user.id,
+                thread_id=turn.thread_id,
+                choice=choice,
+                actions=[a for e in closing if e.type == "confirm" for a in e.data["actions"]],
+                tool_errors=tool_errors,
+                decided=turn.decisions is not None,
+            )
+        )
         budget = await in_thread(self._touch, turn, label)
         for event in closing:
             if event.type in ("done", "error"):

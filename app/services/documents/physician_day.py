@@ -1,5 +1,7 @@
 """The physician's dashboard: the day's appointments with their pre-consultation and red
-flags (flagged first), drafts waiting for review, and recent approvals."""
+flags (flagged first), the next working day's too (so that an evening or a weekend does not
+show an empty page while Monday's flagged pre-consultations wait), drafts waiting for review,
+and recent approvals."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -12,6 +14,7 @@ from app.services.documents import generated as documents
 from app.services.documents import letter_templates, letters
 from app.services.preconsultation import summaries
 from app.services.scheduling import agenda
+from models.appointments import Appointment, AppointmentStatus
 from models.documents import DocumentKind, GeneratedDocument, ReviewStatus
 from models.patients import Patient
 from models.questionnaires import PreConsultation
@@ -85,6 +88,72 @@ def day_rows(
         )
     rows.sort(key=lambda r: (r.priority, r.view.appointment.starts_at))
     return rows
+
+
+NEXT_DAY_HORIZON_DAYS = 31  # how far the dashboard looks for the next day with appointments
+LIVE = (AppointmentStatus.booked, AppointmentStatus.confirmed)
+
+
+@dataclass
+class Dashboard:
+    """Today, and the next working day (the next day with appointments in the agenda)."""
+
+    today: date
+    today_rows: list[DayRow]
+    today_left: int  # today's appointments still to come
+    next_day: date | None
+    next_rows: list[DayRow]
+
+    @property
+    def next_first(self) -> bool:
+        """Nothing is left today: the next working day leads the page."""
+        return self.today_left == 0 and bool(self.next_rows)
+
+
+def next_working_day(
+    session: Session,
+    user: User,
+    after: date,
+    tz: ZoneInfo,
+    *,
+    horizon_days: int = NEXT_DAY_HORIZON_DAYS,
+) -> date | None:
+    """The first day after ``after`` with a booked or confirmed appointment in the physician's
+    agenda (every agenda if the account has none), within the horizon."""
+    start = datetime.combine(after + timedelta(days=1), time.min, tzinfo=tz)
+    query = select(Appointment.starts_at).where(
+        Appointment.starts_at >= start,
+        Appointment.starts_at < start + timedelta(days=horizon_days),
+        col(Appointment.status).in_(LIVE),
+    )
+    if user.practitioner_id is not None:
+        query = query.where(Appointment.practitioner_id == user.practitioner_id)
+    first = session.exec(query.order_by(col(Appointment.starts_at)).limit(1)).first()
+    return first.astimezone(tz).date() if first is not None else None
+
+
+def dashboard(
+    session: Session,
+    actor: audit.Actor,
+    user: User,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    language: str = "fr",
+) -> Dashboard:
+    """Today's rows and the next working day's, each flagged first."""
+    today = now.astimezone(tz).date()
+    today_rows = day_rows(session, actor, user, today, tz, language=language)
+    left = sum(
+        1
+        for r in today_rows
+        if r.view.appointment.starts_at > now and r.view.appointment.status in LIVE
+    )
+    following = next_working_day(session, user, today, tz)
+    next_rows = (
+        day_rows(session, actor, user, following, tz, language=language) if following else []
+    )
+    return Dashboard(today, today_rows, left, following, next_rows)
 
 
 def _rows(

@@ -14,6 +14,7 @@ HANDLER_MODULES = (
     "app.services.flows.summary_jobs",
     "app.services.flows.letter_jobs",
     "app.services.flows.notification_delivery",
+    "app.services.flows.model_acceptance_jobs",
 )
 PURGE_CONVERSATIONS = "purge_conversations"
 

@@ -11,6 +11,7 @@ from app.config.settings import Settings
 from app.jobs import store as jobs
 from app.jobs.store import JobContext, PermanentJobError
 from app.services.core import audit
+from app.services.documents import instruction_sheets
 from app.services.notifications import calendar as notification_calendar
 from app.services.notifications import consent as notification_consent
 from app.services.notifications import mail, practice_settings
@@ -25,6 +26,8 @@ from app.services.notifications.planning import (
 from app.services.notifications.sms_gateway import SmsRejected, gateway_from_settings
 from app.services.scheduling import offer_links, self_service, waiting_list
 from models.appointments import Appointment, AppointmentStatus, OfferStatus, WaitingOffer
+from models.documents import ReviewStatus
+from models.instruction_sheets import InstructionSheet
 from models.jobs import Job, JobStatus
 from models.notifications import Channel, MessageKind, MessageStatus, OutboxMessage
 from models.patients import Patient, PatientInputError, normalize_email, normalize_phone
@@ -80,6 +83,10 @@ def obsolete_reason(session: Session, message: OutboxMessage, now: datetime) -> 
         offer = session.get(WaitingOffer, message.offer_id or 0)
         if offer is None or offer.status != OfferStatus.pending or offer.expires_at <= now:
             return "Proposition close."
+    if message.kind == MessageKind.instructions:
+        sheet = session.get(InstructionSheet, message.instruction_sheet_id or 0)
+        if sheet is None or not instruction_sheets.can_be_sent(sheet):
+            return "Fiche de consignes non approuvée ou effacée."
     return None
 
 
@@ -138,6 +145,30 @@ def _appointment_context(
     return context
 
 
+def _instructions(
+    session: Session,
+    settings: Settings,
+    message: OutboxMessage,
+    channel: Channel,
+    to: str,
+    language: str,
+    context: dict[str, object],
+) -> Outgoing:
+    """An approved instruction sheet: its approved text in the body, its PDF attached."""
+    if channel != Channel.email:
+        raise Undeliverable("Une fiche de consignes ne part que par e-mail.")
+    sheet = session.get(InstructionSheet, message.instruction_sheet_id or 0)
+    if sheet is None or sheet.patient_id != message.patient_id:
+        raise Undeliverable("Fiche de consignes introuvable.")
+    if sheet.status != ReviewStatus.approved or not sheet.approved_text:
+        raise Undeliverable("Fiche de consignes non approuvée.")
+    context.update(title=sheet.title, sheet_text=sheet.approved_text)
+    rendered = templates.render(str(message.kind), language, context)
+    pdf = instruction_sheets.sheet_pdf(session, SYSTEM, settings, sheet.id or 0)
+    attachment = mail.Attachment(f"consignes-{sheet.id}.pdf", pdf, "application", "pdf")
+    return Outgoing(channel, to, rendered, (attachment,))
+
+
 def compose(
     session: Session, settings: Settings, message: OutboxMessage, now: datetime
 ) -> Outgoing:
@@ -179,6 +210,8 @@ def compose(
             decline_url=f"{url}?reponse=refuser",
         )
         return Outgoing(channel, to, templates.render(str(message.kind), language, context))
+    if message.kind == MessageKind.instructions:
+        return _instructions(session, settings, message, channel, to, language, context)
     appointment = session.get(Appointment, message.appointment_id or 0)
     if appointment is None:
         raise Undeliverable("Rendez-vous introuvable.")

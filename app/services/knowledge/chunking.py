@@ -75,12 +75,44 @@ def _pack(sentences: list[str], max_chars: int) -> list[str]:
     return [" ".join(p) for p in passages]
 
 
+def _split_section(paragraphs: list[list[str]], max_chars: int) -> list[str]:
+    """A section's passages: the whole section when it fits; else whole paragraphs (or list
+    items, table rows) gathered up to ``max_chars``, so that a cut falls where the text
+    changes subject, and a paragraph longer than a passage packed sentence by sentence."""
+    sentences = [s for paragraph in paragraphs for s in paragraph]
+    if len(" ".join(sentences)) <= max_chars:
+        return [" ".join(sentences)] if sentences else []
+    passages: list[str] = []
+    current = ""
+    for paragraph in paragraphs:
+        text = " ".join(paragraph)
+        if len(text) > max_chars:
+            if current:
+                passages.append(current)
+                current = ""
+            passages.extend(_pack(paragraph, max_chars))
+        elif current and len(current) + 1 + len(text) > max_chars:
+            passages.append(current)
+            current = text
+        else:
+            current = f"{current} {text}" if current else text
+    if current:
+        passages.append(current)
+    return passages
+
+
 def chunk_document(document: ParsedDocument, max_chars: int = MAX_CHARS) -> list[Chunk]:
-    """Passages in reading order; a passage never spans two sections."""
+    """Passages in reading order; a passage never spans two sections, and a long section is
+    cut between its paragraphs before its sentences."""
     chunks: list[Chunk] = []
     for heading, group in groupby(document.sections, key=lambda s: s.heading):
-        sentences = [s for section in group for s in split_sentences(section.text)]
-        for text in _pack(sentences, max_chars):
+        paragraphs = [
+            sentences
+            for section in group
+            for line in section.text.splitlines()
+            if (sentences := split_sentences(line))
+        ]
+        for text in _split_section(paragraphs, max_chars):
             chunks.append(Chunk(position=len(chunks), section=heading, text=text))
     return chunks
 

@@ -21,6 +21,7 @@ from app.config.settings import Settings
 from app.jobs import store as jobs
 from app.services.core import audit
 from app.services.core.errors import Conflict, InvalidInput
+from app.services.knowledge import lexical
 from app.services.knowledge.chunking import Chunk, chunk_document, embedding_input
 from app.services.knowledge.parsing import (
     DocumentTooLarge,
@@ -217,13 +218,16 @@ def _chunk_ids(document: KnowledgeDocument, chunks: list[Chunk]) -> list[str]:
 
 
 def replace_chunks(
+    settings: Settings,
     collection: "Collection",
     document: KnowledgeDocument,
     chunks: list[Chunk],
     vectors: list[Any],
 ) -> None:
-    """Write the document's new passages, then drop its old ones; on failure, undo the
-    writes so the collection holds exactly the old passages."""
+    """Write the document's new passages (Chroma, then the lexical index in one
+    transaction), then drop its old ones; on failure, undo the writes so the collection
+    holds exactly the old passages. The lexical index follows the database's documents:
+    ``retrieval.sync`` repairs it from Chroma if a process dies between the two."""
     ids = _chunk_ids(document, chunks)
     before = set(collection.get(where={"document_id": document.id or 0}, include=[])["ids"])
     batch = 1000
@@ -245,6 +249,21 @@ def replace_chunks(
                     for c in chunks[part]
                 ],
             )
+    except Exception:
+        added = [i for i in ids if i not in before]
+        if added:
+            collection.delete(ids=added)
+        raise
+    try:
+        lexical.replace_document(
+            settings,
+            document.id or 0,
+            document.sha256,
+            [
+                lexical.IndexedPassage(i, document.id or 0, c.position, c.section, c.text)
+                for i, c in zip(ids, chunks, strict=True)
+            ],
+        )
     except Exception:
         added = [i for i in ids if i not in before]
         if added:
@@ -325,7 +344,7 @@ def index_document(ctx: jobs.JobContext) -> None:
         record_id=document.id,
         details={"chunks": len(chunks), "sha256": sha, "job_id": ctx.job_id},
     )
-    replace_chunks(collection, document, chunks, vectors)  # last: it undoes itself
+    replace_chunks(settings, collection, document, chunks, vectors)  # last: it undoes itself
     if old_file and old_file != document.stored_path:
         jobs.on_commit(session, lambda: remove_file(settings, old_file))
 
@@ -341,7 +360,7 @@ def _reindex_stored(
     parsed, chunks = prepare(settings, document.filename, content)
     vectors = embedder([embedding_input(parsed.title, c) for c in chunks])
     document.title = parsed.title
-    replace_chunks(collection, document, chunks, vectors)
+    replace_chunks(settings, collection, document, chunks, vectors)
     document.status = IngestionStatus.indexed
     document.chunk_count = len(chunks)
     document.embedding_model = embedder.model_id
@@ -365,6 +384,7 @@ def rebuild_collection(ctx: jobs.JobContext) -> None:
     )
     with suppress(NotFoundError):
         open_client(settings).delete_collection(COLLECTION)
+    lexical.replace_all(settings, [])
     collection = open_collection(settings, embedder)
     indexed = failed = 0
     with session.no_autoflush:  # no write before the last progress report (one SQLite writer)

@@ -22,6 +22,8 @@ from app.jobs import runner as job_runner
 from app.jobs import store as jobs
 from app.services.core import audit, job_actions
 from app.services.core.errors import Conflict, InvalidInput, NotFound
+from app.services.knowledge import lexical
+from app.services.knowledge.analysis import embedding_query, vocabulary
 from app.services.knowledge.chunking import Chunk
 from app.services.knowledge.index import (
     COLLECTION,
@@ -39,6 +41,7 @@ from app.services.knowledge.index import (
 )
 from app.services.knowledge.index import existing_collection as _existing_collection
 from app.services.knowledge.parsing import MEDIA_TYPES, check_upload
+from app.services.knowledge.retrieval import Passage, SearchResult, hybrid_search
 from models.jobs import Job, JobStatus
 from models.knowledge import IngestionStatus, KnowledgeDocument
 from models.types import utcnow
@@ -52,6 +55,8 @@ __all__ = [
     "EmbeddingModelMismatch",
     "InvalidInput",
     "NotFound",
+    "Passage",
+    "SearchResult",
     "open_collection",
 ]
 
@@ -66,22 +71,6 @@ class DuplicateDocument(Conflict):
             f"Ce fichier est déjà dans la base de connaissances : « {title} ».",
             f"This file is already in the knowledge base: '{title}'.",
         )
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A passage found by a search, with what is needed to cite it."""
-
-    document_id: int
-    title: str
-    section: str
-    text: str
-    position: int
-    score: float
-
-    @property
-    def link(self) -> str:
-        return f"/connaissances/{self.document_id}#c{self.position}"
 
 
 @dataclass(frozen=True)
@@ -279,6 +268,7 @@ def delete(session: Session, actor: audit.Actor, settings: Settings, document_id
     collection = _existing_collection(settings)
     if collection is not None:
         collection.delete(where={"document_id": document_id})
+    lexical.delete_document(settings, document_id)
     audit.record(
         session,
         actor,
@@ -327,7 +317,8 @@ def view_document(
 def nearest_passages(
     session: Session, collection: "Collection", vector: Any, k: int
 ) -> list[Passage]:
-    """The ``k`` passages nearest to an embedded question, from indexed documents only."""
+    """The ``k`` passages nearest to an embedded question, from indexed documents only
+    (embedding search alone: the baseline the hybrid search is measured against)."""
     # No count() first: it costs more than the query itself on a large collection, and a
     # query on a small or empty one simply returns fewer results.
     found = collection.query(
@@ -361,10 +352,7 @@ def nearest_passages(
     return passages[:k]
 
 
-def search(
-    session: Session, actor: audit.Actor, settings: Settings, query: str, k: int = 4
-) -> list[Passage]:
-    """The ``k`` passages closest to the question, best first, from indexed documents."""
+def _checked(query: str, k: int) -> str:
     query = " ".join(query.split())
     if len(query) < 2:
         raise InvalidInput("Question trop courte.", "Question too short.")
@@ -372,14 +360,32 @@ def search(
         raise InvalidInput(
             f"Nombre de passages entre 1 et {MAX_K}.", f"Number of passages from 1 to {MAX_K}."
         )
+    return query
+
+
+def find(
+    session: Session, actor: audit.Actor, settings: Settings, query: str, k: int = 4
+) -> SearchResult:
+    """The ``k`` best passages for a question (hybrid: embeddings and French lexical search
+    fused), best first, from indexed documents; and whether they answer it (``found``),
+    not (``none``), or the question is an emergency (``urgent``)."""
+    query = _checked(query, k)
     embedder = embedder_for(settings)
     collection = open_collection(settings, embedder)
-    passages = nearest_passages(session, collection, embedder.embed_query([query])[0], k)
+    vector = embedder.embed_query([embedding_query(query, vocabulary(settings.data_dir))])[0]
+    result = hybrid_search(session, settings, collection, vector, query, k)
     audit.record(
         session,
         actor,
         "knowledge.search",
         record_type=RECORD_TYPE,
-        details={"k": k, "results": len(passages)},
+        details={"k": k, "results": len(result.passages), "answer": result.answer},
     )
-    return passages
+    return result
+
+
+def search(
+    session: Session, actor: audit.Actor, settings: Settings, query: str, k: int = 4
+) -> list[Passage]:
+    """The ``k`` best passages for the question, best first (see ``find``)."""
+    return find(session, actor, settings, query, k).passages

@@ -11,19 +11,22 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from faker import Faker
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
 from app.services.core import audit
 from app.services.core.errors import DomainError
+from app.services.documents import instruction_sheets
 from app.services.identity.users import create_user
 from app.services.knowledge import library as knowledge
 from app.services.operations.demo_showcase import seed_showcase
 from app.services.patients.records import create_patient
 from models.appointments import Appointment, AppointmentSource, AppointmentStatus
+from models.instruction_sheets import InstructionSheet
 from models.knowledge import KnowledgeDocument
 from models.patients import PatientCreate, Sex
 from models.practice import Practitioner, WorkingHours
+from models.questionnaires import PreConsultation
 from models.users import Role, User
 
 # The demo practice's handbooks ship inside the package, so that a fresh clone (or an
@@ -305,7 +308,48 @@ def seed_knowledge(
     """Import the demo handbooks into the knowledge base once; says what it did, one line per
     handbook. Each imported handbook is committed on its own, so that one that fails to index
     does not undo the others."""
-    return "\n".join(_seed_handbook(session, settings, path) for path in handbooks)
+    notes = [_seed_handbook(session, settings, path) for path in handbooks]
+    sheet_note = seed_instruction_sheet(session, settings)
+    return "\n".join([*notes, *([sheet_note] if sheet_note else [])])
+
+
+DEMO_SHEET_TOPIC = "Prise de sang à jeun"
+DEMO_SHEET_REASON = "Renouvellement d'ordonnance"  # the showcase's diabetic patient
+
+
+def seed_instruction_sheet(session: Session, settings: Settings) -> str:
+    """Once the handbooks are indexed, the secretary's draft instruction sheet (a fasting
+    blood test, for the patient renewing a diabetes treatment) waits for the physician's
+    review. Only on the demo practice, and only once; says what it did ("" when nothing)."""
+    secretary = session.exec(select(User).where(User.username == "secretaire")).first()
+    if secretary is None or session.exec(select(InstructionSheet)).first() is not None:
+        return ""
+    appointment = session.exec(
+        select(Appointment)
+        .join(PreConsultation, col(PreConsultation.appointment_id) == Appointment.id)
+        .where(Appointment.reason == DEMO_SHEET_REASON)
+        .order_by(col(Appointment.starts_at))
+    ).first()
+    if appointment is None:
+        return ""
+    try:
+        sheet = instruction_sheets.draft_sheet(
+            session,
+            audit.Actor.system("demo"),
+            settings,
+            secretary,
+            patient_id=appointment.patient_id,
+            topic=DEMO_SHEET_TOPIC,
+            appointment_id=appointment.id,
+        )
+    except DomainError as exc:
+        session.rollback()
+        return f"Fiche de consignes d'exemple non préparée : {exc.fr}"
+    session.commit()
+    return (
+        f"Fiche de consignes « {sheet.title} » préparée ({len(sheet.paragraphs)} paragraphes "
+        "cités), à relire par le médecin."
+    )
 
 
 def _seed_handbook(session: Session, settings: Settings, path: Path) -> str:

@@ -247,6 +247,17 @@ def revoke_preconsultation(
     return count
 
 
+def _hold(
+    session: Session, p: PreConsultation, appointment: Appointment | None, patient: Patient | None
+) -> None:
+    """Keep the link's appointment and patient, loaded with the link, for the session's life:
+    ``_appointment`` answers from here, and ``session.get(Patient, …)`` from the identity map."""
+    if appointment is not None:
+        session.info.setdefault("pc_appointments", {})[p.appointment_id] = appointment
+    if patient is not None:
+        session.info.setdefault("pc_patients", {})[patient.id] = patient
+
+
 def _appointment(session: Session, p: PreConsultation) -> Appointment | None:
     """The link's appointment, held for the session's life: the identity map keeps objects
     only while something references them, and one autosave asks for it three times (one
@@ -322,10 +333,23 @@ def open_link(
     ``audit_open=False`` leaves a granted access to the caller's own event (an autosave is
     audited once, as ``preconsultation.answer``); denials are always audited here."""
     moment = _now(now)
-    p = None
+    p: PreConsultation | None = None
     if len(token) <= 128 and signature_ok(secret, token):
-        query = select(PreConsultation).where(PreConsultation.token_hash == hash_token(token))
-        p = session.exec(query.with_for_update() if for_update else query).first()
+        # One statement for the link, its appointment and its patient (an autosave needs all
+        # three: the appointment's status, the patient's age for the rules), instead of three
+        # round trips. Only the link's row is locked.
+        query = (
+            select(PreConsultation, Appointment, Patient)
+            .outerjoin(Appointment, col(Appointment.id) == PreConsultation.appointment_id)
+            .outerjoin(Patient, col(Patient.id) == Appointment.patient_id)
+            .where(PreConsultation.token_hash == hash_token(token))
+        )
+        if for_update:
+            query = query.with_for_update(of=PreConsultation)
+        row = session.exec(query).first()
+        if row is not None:
+            p = row[0]
+            _hold(session, p, row[1], row[2])  # None where the outer joins found nothing
     problem = None
     if p is None:
         problem = LinkProblem.invalid

@@ -13,6 +13,7 @@ from app.config.settings import Settings
 from app.services.assistant import memory as conversation_memory
 from app.services.core import audit
 from app.services.core.errors import Conflict, InvalidInput, NotFound
+from app.services.documents import instruction_sheets
 from app.services.patients.records import fold
 from models.appointments import (
     Appointment,
@@ -179,6 +180,9 @@ def export_patient(
             {**_row(d), "versions": [_row(v) for v in versions if v.document_id == d.id]}
             for d in documents
         ],
+        "instruction_sheets": [
+            _row(sheet) for sheet in instruction_sheets.sheets_for_patient(session, patient_id)
+        ],
         "notifications": [
             _row(m)
             for m in session.exec(
@@ -218,6 +222,7 @@ class EraseOutcome:
     preconsultations_cleared: int
     documents_cleared: int
     conversations_deleted: int = 0
+    instruction_sheets_cleared: int = 0
 
 
 def confirmation_matches(patient: Patient, typed: str) -> bool:
@@ -292,6 +297,8 @@ def erase_patient(
         version.text, version.content = "", {}
         session.add(version)
 
+    sheets_cleared = instruction_sheets.erase_patient(session, patient_id)
+
     waiting = _waiting(session, patient_id)
     for entry in waiting:
         entry.reason = ""
@@ -332,6 +339,7 @@ def erase_patient(
         preconsultations_cleared=len(preconsultations),
         documents_cleared=len(documents),
         conversations_deleted=conversations_deleted,
+        instruction_sheets_cleared=sheets_cleared,
     )
     audit.record(
         session,
@@ -347,6 +355,7 @@ def erase_patient(
             "preconsultations_cleared": outcome.preconsultations_cleared,
             "documents_cleared": outcome.documents_cleared,
             "conversations_deleted": outcome.conversations_deleted,
+            "instruction_sheets_cleared": sheets_cleared,
         },
     )
     session.flush()

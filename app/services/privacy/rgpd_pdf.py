@@ -46,6 +46,7 @@ def export_pdf(data: dict[str, Any], *, practice: str) -> bytes:
         ("Rendez-vous", data["appointments"]),
         ("Liste d'attente", data["waiting_list"]),
         ("Pré-consultations (le détail FHIR figure dans l'export JSON)", data["preconsultations"]),
+        ("Fiches de consignes (texte approuvé)", data.get("instruction_sheets", [])),
         ("Notifications", data["notifications"]),
         ("Consentements", data["notification_consents"]),
     ]

@@ -17,6 +17,7 @@ from app.services.scheduling.slots import (
     appointment_intervals,
     find_slots,
     fits_working_hours,
+    hold_intervals,
     resolve_duration,
     to_utc,
     unavailable_intervals,
@@ -98,6 +99,7 @@ def _check_slot(
     *,
     now: datetime,
     ignore_appointment_id: int | None = None,
+    hold_id: int | None = None,
 ) -> None:
     if starts_at < now:
         raise InvalidInput("Ce créneau est déjà passé.", "This slot is in the past.")
@@ -117,10 +119,12 @@ def _check_slot(
             f"{practitioner.display_name} est absent(e) ou le cabinet est fermé à ce moment.",
             f"{practitioner.display_name} is away or the practice is closed then.",
         )
+    # A slot held by a patient on the online booking page is taken for everyone else.
+    held = hold_intervals(session, [pid], starts_at, ends_at, now=now, ignore_hold_id=hold_id)
     taken = appointment_intervals(
         session, [pid], starts_at, ends_at, ignore_appointment_id=ignore_appointment_id
     )[pid]
-    if taken:
+    if taken or held[pid]:
         raise SlotTaken(nearby_slots(session, tz, pid, starts_at, minutes, now=now), tz)
 
 
@@ -176,15 +180,17 @@ def book_appointment(
     source: AppointmentSource = AppointmentSource.secretary,
     created_by_id: int | None = None,
     now: datetime | None = None,
+    hold_id: int | None = None,
 ) -> Appointment:
-    """Book a free slot inside the practitioner's hours; never two patients at once."""
+    """Book a free slot inside the practitioner's hours; never two patients at once. A slot
+    held on the online booking page is free only for its holder (``hold_id``)."""
     now = to_utc(now or datetime.now(UTC))
     start = to_utc(starts_at)
     patient = _patient(session, patient_id)
     practitioner = _practitioner(session, practitioner_id)
     minutes = resolve_duration(session, practitioner, visit_type, duration_minutes)
     end = start + timedelta(minutes=minutes)
-    _check_slot(session, tz, practitioner, start, end, now=now)
+    _check_slot(session, tz, practitioner, start, end, now=now, hold_id=hold_id)
     appointment = Appointment(
         practitioner_id=practitioner_id,
         patient_id=patient.id or 0,

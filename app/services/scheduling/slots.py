@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from app.services.core.errors import InvalidInput, NotFound
 from app.services.scheduling.public_holidays import holiday_intervals
 from models.appointments import Appointment, AppointmentStatus, PartOfDay
+from models.online_booking import SlotHold
 from models.practice import (
     Absence,
     PracticeClosure,
@@ -219,6 +220,34 @@ def appointment_intervals(
     return busy
 
 
+def hold_intervals(
+    session: Session,
+    practitioner_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    ignore_hold_id: int | None = None,
+) -> dict[int, list[Interval]]:
+    """Slots held by patients on the online booking page (live and not yet expired)."""
+    busy: dict[int, list[Interval]] = {pid: [] for pid in practitioner_ids}
+    holds = select(SlotHold.practitioner_id, SlotHold.starts_at, SlotHold.ends_at).where(
+        col(SlotHold.practitioner_id).in_(practitioner_ids),
+        col(SlotHold.released_at).is_(None),
+        SlotHold.expires_at > now,
+        SlotHold.starts_at < end,
+        SlotHold.starts_at > start - MAX_APPOINTMENT,
+        SlotHold.ends_at > start,
+    )
+    if ignore_hold_id is not None:
+        holds = holds.where(SlotHold.id != ignore_hold_id)
+    for pid, s, e in session.exec(holds).all():
+        busy[pid].append((s, e))
+    for intervals in busy.values():
+        intervals.sort()
+    return busy
+
+
 def busy_intervals(
     session: Session,
     tz: ZoneInfo,
@@ -227,14 +256,20 @@ def busy_intervals(
     end: datetime,
     *,
     ignore_appointment_id: int | None = None,
+    now: datetime | None = None,
 ) -> dict[int, list[Interval]]:
-    """Live appointments, absences, practice closures and closed holidays in [start, end)."""
+    """Live appointments, slots held online, absences, practice closures and closed holidays
+    in [start, end)."""
     busy = unavailable_intervals(session, tz, practitioner_ids, start, end)
     booked = appointment_intervals(
         session, practitioner_ids, start, end, ignore_appointment_id=ignore_appointment_id
     )
+    held = hold_intervals(
+        session, practitioner_ids, start, end, now=to_utc(now or datetime.now(UTC))
+    )
     for pid, intervals in busy.items():
         intervals.extend(booked[pid])
+        intervals.extend(held[pid])
         intervals.sort()
     return busy
 
@@ -348,6 +383,7 @@ def find_slots(
             ids,
             local_instant(day, time.min, tz),
             local_instant(chunk_last + timedelta(days=1), time.min, tz),
+            now=now,
         )
         while day <= chunk_last and len(found) < query.limit:
             if query.weekdays is None or day.weekday() in query.weekdays:

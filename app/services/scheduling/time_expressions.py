@@ -32,7 +32,9 @@ Conventions (the corpus tests them; change them here and there together):
 - "le 23" is the next 23rd not in the past (today included); "le 23 décembre" is this year's,
   or next year's once it has passed; "jeudi 18" is the next Thursday that is an 18th.
 - "dans 15 jours" / "dans 3 semaines" / "dans 2 mois" is that one day; "dans les 15 jours" and
-  "d'ici 15 jours" are the days from today up to and including that day.
+  "d'ici 15 jours" are the days from today up to and including that day. As in everyday French,
+  "huit jours" is one week and "quinze jours" two ("dans quinze jours", said on a Friday, is
+  the Friday two weeks later), like "jeudi en huit" and "quinzaine".
 - "en fin de semaine" is Thursday to Saturday, "en début de semaine" Monday and Tuesday (this
   week's while still ahead, else next week's).
 - "la semaine prochaine", "cette semaine", "la semaine du 12": Monday to Sunday of that week;
@@ -593,12 +595,15 @@ def _rule_month(m: re.Match[str], ctx: _Context) -> bool:
     return _days(ctx, max(first, ctx.today) if first <= ctx.today <= last else first, last)
 
 
+_IDIOMATIC_DAYS = {8: 7, 15: 14}
+
+
 def _rule_in(m: re.Match[str], ctx: _Context) -> bool:
     n = _count(m.group("n"))
     unit = m.group("unit")
     if unit.startswith("jour"):
-        delta = timedelta(days=n)
-        target = ctx.today + delta
+        # French counts both ends: "dans huit jours" is a week, "dans quinze jours" two.
+        target = ctx.today + timedelta(days=_IDIOMATIC_DAYS.get(n, n))
     elif unit.startswith("semaine"):
         target = ctx.today + timedelta(days=7 * n)
     else:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
+from starlette.requests import ClientDisconnect
 
 from app.services.core.audit import Actor
 from app.services.core.errors import InvalidInput
@@ -34,6 +35,7 @@ SUBMITTED_KEY = "pc_submitted"
 ALERTED_KEY = "pc_alerted"
 PROBLEM_STATUS = {"invalid": 404, "expired": 410, "revoked": 410, "submitted": 410, "locked": 423}
 MAX_AUTOSAVE_FIELDS = 50
+CLIENT_CLOSED_REQUEST = 499  # the access log's code for a request its client abandoned
 MAX_REDISPLAY = 20_000  # characters of a refused answer shown back to the patient
 # C0 control characters other than tab and line breaks: PostgreSQL refuses NUL in JSON, and
 # none of them is anything a patient meant to type.
@@ -275,13 +277,18 @@ def save_step(
     return RedirectResponse(target, status_code=303)
 
 
+CLIENT_GONE = object()  # the browser left before its request's body arrived
+
+
 async def json_body(request: Request) -> Any:
     """The JSON body, read on the event loop (``None`` if unreadable) so the route can run in
-    a worker thread."""
+    a worker thread; ``CLIENT_GONE`` when the client disconnected before sending it all."""
     try:
         return await request.json()
     except ValueError:
         return None
+    except ClientDisconnect:
+        return CLIENT_GONE
 
 
 REFUSAL_STATUS = PROBLEM_STATUS | {"identity": 401, "csrf": 403}
@@ -303,6 +310,10 @@ async def autosave(
     """The form sends one per change, so the whole save makes a single worker-thread hop
     (session opened, used and committed there, before the answer leaves) instead of three
     (session dependency in, route, session dependency out)."""
+    if body is CLIENT_GONE:
+        # Nobody is left to answer (a patient who closed the page, a timed-out client): no
+        # save and no error. Under overload this used to log a 500 and its traceback each.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return await run_in_threadpool(
         run_in_session, request, lambda session: _autosave(request, session, token, body)
     )

@@ -4,7 +4,7 @@ moves, the printable day sheet, the booking form, and one appointment's page."""
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from app.services.core.audit import Actor
 from app.services.core.errors import DomainError, InvalidInput
 from app.services.flows import agenda_changes
 from app.services.preconsultation.links import staff_view
@@ -27,15 +26,21 @@ from app.services.scheduling.agenda import (
     list_appointments,
     set_attendance,
 )
+from app.services.scheduling.agenda_grid import (
+    FLAG_STATUSES,
+    AgendaGrid,
+    GridAppointment,
+    agenda_grid,
+    day_span,
+    latest_preconsultations,
+)
 from app.services.scheduling.practice_setup import list_visit_types
-from app.services.scheduling.public_holidays import closed_holidays
 from app.services.scheduling.slot_answers import SlotAnswer, search_slots
 from app.services.scheduling.slots import (
     Slot,
     SlotQuery,
     active_practitioners,
     find_slots,
-    working_hours,
 )
 from app.services.scheduling.waiting_list import offered_patient
 from app.web.deps import PatientStaffUser, SessionDep, SettingsDep, user_actor
@@ -51,8 +56,7 @@ from app.web.forms import (
 from app.web.i18n import translate
 from app.web.templating import render
 from models.appointments import AppointmentStatus
-from models.practice import Absence, PracticeClosure, Practitioner
-from models.questionnaires import PreConsultation, PreConsultationStatus
+from models.practice import Practitioner
 from models.users import User
 
 router = APIRouter(prefix="/agenda", tags=["pages"])
@@ -108,11 +112,6 @@ class AgendaColumn:
     no_slot: SlotAnswer | None = None  # why nothing is free that day, and the next free slot
 
 
-def _day_span(day: date, days: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=tz)
-    return start, datetime.combine(day + timedelta(days=days), time.min, tzinfo=tz)
-
-
 def _column(
     session: Session,
     tz: ZoneInfo,
@@ -120,7 +119,7 @@ def _column(
     day: date,
     views: list[AppointmentView],
 ) -> AgendaColumn:
-    start, end = _day_span(day, 1, tz)
+    start, end = day_span(day, 1, tz)
     slots = find_slots(
         session,
         tz,
@@ -181,7 +180,7 @@ def agenda_page(
     week = [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
     days = week if view == "week" else [shown_day]
     shown = [p for p in practitioners if chosen_id in (None, p.id)]
-    start, end = _day_span(days[0], len(days), tz)
+    start, end = day_span(days[0], len(days), tz)
     views = (
         list_appointments(
             session,
@@ -488,9 +487,7 @@ def attendance_from_form(
 # --- The time grid (day and week, practitioners as columns) ----------------------------------
 
 GRID_SLOT = timedelta(minutes=10)  # one grid row; appointments snap to 5 minutes
-GRID_DEFAULT_HOURS = (time(8, 0), time(19, 0))  # when nobody has working hours yet
 VISIT_COLOURS = 6  # visit types are spread over this many colour classes (agenda-grid.css)
-FLAG_STATUSES = (PreConsultationStatus.submitted, PreConsultationStatus.in_progress)
 
 
 def _floating(moment: datetime, tz: ZoneInfo) -> str:
@@ -504,35 +501,10 @@ def _visit_colour(code: str) -> str:
     return f"vt-{zlib.crc32(code.encode()) % VISIT_COLOURS}"
 
 
-def _grid_hours(session: Session, practitioners: list[Practitioner]) -> tuple[str, str]:
-    """From the earliest opening to the latest closing of the shown practitioners."""
-    ids = [p.id for p in practitioners if p.id is not None]
-    ranges = [
-        r for by_day in working_hours(session, ids).values() for rs in by_day.values() for r in rs
-    ]
-    start = min((r[0] for r in ranges), default=GRID_DEFAULT_HOURS[0])
-    end = max((r[1] for r in ranges), default=GRID_DEFAULT_HOURS[1])
-    return start.strftime("%H:%M"), end.strftime("%H:%M")
-
-
-def _preconsultations(session: Session, ids: list[int]) -> dict[int, PreConsultation]:
-    """The latest pre-consultation of each appointment, for the grid's badges."""
-    if not ids:
-        return {}
-    rows = session.exec(
-        select(PreConsultation)
-        .where(col(PreConsultation.appointment_id).in_(ids))
-        .order_by(col(PreConsultation.created_at))
-    ).all()
-    return {p.appointment_id: p for p in rows}
-
-
-def _appointment_event(
-    view: AppointmentView, tz: ZoneInfo, language: str, pre: PreConsultation | None
-) -> dict[str, Any]:
+def _appointment_event(item: GridAppointment, tz: ZoneInfo, language: str) -> dict[str, Any]:
+    view = item.view
     a = view.appointment
-    red_flag = bool(pre and pre.red_flags and pre.status in FLAG_STATUSES)
-    pre_status = str(pre.status) if pre else ""
+    pre_status = item.preconsultation
     return {
         "id": f"a{a.id}",
         "resourceId": str(a.practitioner_id),
@@ -544,7 +516,7 @@ def _appointment_event(
             "appointment",
             _visit_colour(a.visit_type),
             f"st-{a.status}",
-            *(["red-flag"] if red_flag else []),
+            *(["red-flag"] if item.red_flag else []),
         ],
         "extendedProps": {
             "kind": "appointment",
@@ -560,7 +532,7 @@ def _appointment_event(
             "preconsultationLabel": translate(language, f"agenda.grid.pre_{pre_status}")
             if pre_status
             else "",
-            "redFlag": red_flag,
+            "redFlag": item.red_flag,
         },
     }
 
@@ -581,103 +553,35 @@ def _background(
     return event
 
 
-def _bands(slots: list[Slot]) -> list[tuple[int, datetime, datetime]]:
-    """Free slots merged into continuous bands per practitioner."""
-    bands: list[tuple[int, datetime, datetime]] = []
-    for slot in sorted(slots, key=lambda s: (s.practitioner_id, s.starts_at)):
-        if bands and bands[-1][0] == slot.practitioner_id and slot.starts_at <= bands[-1][2]:
-            pid, start, end = bands[-1]
-            bands[-1] = (pid, start, max(end, slot.ends_at))
-        else:
-            bands.append((slot.practitioner_id, slot.starts_at, slot.ends_at))
-    return bands
-
-
-def grid_data(
-    session: Session,
-    actor: Actor,
-    tz: ZoneInfo,
-    language: str,
-    *,
-    practitioners: list[Practitioner],
-    days: list[date],
-    include_cancelled: bool = False,
-) -> dict[str, Any]:
-    """Everything the time grid draws for ``days``: practitioners as resources, appointments
-    (audited as one read, like the list view), absences, closures and free slots."""
-    start, end = _day_span(days[0], len(days), tz)
-    ids = [p.id for p in practitioners if p.id is not None]
-    views = (
-        [
-            v
-            for v in list_appointments(
-                session,
-                actor,
-                start=start,
-                end=end,
-                include_cancelled=include_cancelled,
-                limit=2000,
-            )
-            if v.practitioner.id in ids
-        ]
-        if ids
-        else []
-    )
-    pre = _preconsultations(session, [v.appointment.id for v in views if v.appointment.id])
-    events = [_appointment_event(v, tz, language, pre.get(v.appointment.id or 0)) for v in views]
-    absences = session.exec(
-        select(Absence).where(
-            col(Absence.practitioner_id).in_(ids), Absence.starts_at < end, Absence.ends_at > start
-        )
-    ).all()
-    absent = translate(language, "agenda.grid.absence")
-    events += [
-        _background("absence", a.practitioner_id, a.starts_at, a.ends_at, tz, a.reason or absent)
-        for a in absences
-    ]
-    closures = session.exec(
-        select(PracticeClosure).where(
-            PracticeClosure.starts_at < end, PracticeClosure.ends_at > start
-        )
-    ).all()
-    closed = translate(language, "agenda.grid.closure")
-    events += [
-        _background("closure", p, c.starts_at, c.ends_at, tz, c.reason or closed)
-        for c in closures
-        for p in ids
-    ]
-    first_day, last_day = days[0], days[-1]
+def grid_json_data(grid: AgendaGrid, tz: ZoneInfo, language: str) -> dict[str, Any]:
+    """The calendar component's view of a grid: resources, events (appointments, shaded
+    absences and closures, free bands) and the free slots, labelled in ``language``."""
+    default_label = {
+        "absence": translate(language, "agenda.grid.absence"),
+        "closure": translate(language, "agenda.grid.closure"),
+    }
+    free = translate(language, "agenda.free")
+    events = [_appointment_event(item, tz, language) for item in grid.appointments]
     events += [
         _background(
-            "closure",
-            p,
-            datetime.combine(h.day, time.min, tzinfo=tz),
-            datetime.combine(h.day + timedelta(days=1), time.min, tzinfo=tz),
-            tz,
-            h.name(language),
+            s.kind, s.practitioner_id, s.starts_at, s.ends_at, tz, s.label or default_label[s.kind]
         )
-        for h in closed_holidays(session, first_day, last_day)
-        for p in ids
+        for s in grid.shadings
     ]
-    free = translate(language, "agenda.free")
-    slots: list[Slot] = []
-    for day in days:
-        day_start, day_end = _day_span(day, 1, tz)
-        for pid in ids:
-            query = SlotQuery(start=day_start, end=day_end, practitioner_id=pid, limit=100)
-            slots += find_slots(session, tz, query)
     # Back-to-back free slots are drawn as one band (far fewer elements to draw); the slots
     # themselves travel apart, for the click that books one.
-    events += [_background("free", pid, s, e, tz, free) for pid, s, e in _bands(slots)]
-    slot_min, slot_max = _grid_hours(session, practitioners)
+    events += [
+        _background("free", b.practitioner_id, b.starts_at, b.ends_at, tz, free)
+        for b in grid.free_bands
+    ]
     return {
-        "view": "resourceTimeGridWeek" if len(days) > 1 else "resourceTimeGridDay",
-        "date": days[0].isoformat(),
-        "slotMinTime": slot_min,
-        "slotMaxTime": slot_max,
+        "view": "resourceTimeGridWeek" if len(grid.days) > 1 else "resourceTimeGridDay",
+        "date": grid.days[0].isoformat(),
+        "slotMinTime": grid.opens.strftime("%H:%M"),
+        "slotMaxTime": grid.closes.strftime("%H:%M"),
         "slotDuration": f"00:{GRID_SLOT.seconds // 60:02d}",
         "now": _floating(datetime.now(UTC), tz),
-        "resources": [{"id": str(p.id), "title": p.display_name} for p in practitioners],
+        "resources": [{"id": str(p.id), "title": p.display_name} for p in grid.practitioners],
         "events": events,
         "freeSlots": [
             {
@@ -685,7 +589,7 @@ def grid_data(
                 "start": _floating(s.starts_at, tz),
                 "end": _floating(s.ends_at, tz),
             }
-            for s in slots
+            for s in grid.free_slots
         ],
     }
 
@@ -716,16 +620,16 @@ def grid_json(
         if view == "week"
         else [shown_day]
     )
-    data = grid_data(
+    grid = agenda_grid(
         session,
         user_actor(request, user),
         tz,
-        language,
         practitioners=practitioners,
         days=days,
         include_cancelled=cancelled == "1",
+        language=language,
     )
-    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+    return JSONResponse(grid_json_data(grid, tz, language), headers={"Cache-Control": "no-store"})
 
 
 class GridMove(BaseModel):
@@ -800,14 +704,14 @@ def print_day(
     chosen_id = check.integer("practitioner")
     shown_day = (check.day("date") if day else None) or datetime.now(tz).date()
     practitioners = active_practitioners(session, chosen_id)
-    start, end = _day_span(shown_day, 1, tz)
+    start, end = day_span(shown_day, 1, tz)
     ids = [p.id for p in practitioners]
     views = [
         v
         for v in list_appointments(session, user_actor(request, user), start=start, end=end)
         if v.practitioner.id in ids
     ]
-    pre = _preconsultations(session, [v.appointment.id for v in views if v.appointment.id])
+    pre = latest_preconsultations(session, [v.appointment.id for v in views if v.appointment.id])
     sheets = [
         (p, [(v, pre.get(v.appointment.id or 0)) for v in views if v.practitioner.id == p.id])
         for p in practitioners

@@ -22,18 +22,25 @@ def search_page(
     settings: SettingsDep,
     q: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
-    passages: list[knowledge.Passage] = []
+    result: knowledge.SearchResult | None = None
     error = ""
     status = 200
     if q.strip():
         try:
-            passages = knowledge.search(session, user_actor(request, user), settings, q, k=5)
+            result = knowledge.find(session, user_actor(request, user), settings, q, k=5)
         except DomainError as exc:
             error, status = exc.message(request_language(request)), exc.status_code
     return render(
         request,
         "knowledge/search.html",
-        {"q": q, "searched": bool(q.strip()), "passages": passages, "error": error},
+        {
+            "q": q,
+            "searched": bool(q.strip()),
+            "passages": result.passages if result else [],
+            "answer": result.answer if result else "",
+            "corrections": dict(result.corrections) if result else {},
+            "error": error,
+        },
         status_code=status,
     )
 

