@@ -17,6 +17,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field
 
+from agents.chat.instant_model import reply_chunks
 from agents.rules.model import RulesChatModel, as_message, next_step
 
 BY = "by"  # additional_kwargs key: which model wrote an answer
@@ -127,7 +128,7 @@ class HybridChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         answer = self._rules_answer(messages)
         chunks: Iterator[ChatGenerationChunk] = (
-            self.rules._chunks(answer)
+            reply_chunks(answer)
             if answer is not None
             else (
                 self._mark(c, i == 0)
@@ -150,7 +151,7 @@ class HybridChatModel(BaseChatModel):
         none), so the page and the token meter see each chunk once."""
         answer = self._rules_answer(messages)
         if answer is not None:
-            for chunk in self.rules._chunks(answer):
+            for chunk in reply_chunks(answer):
                 if run_manager and chunk.text:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk

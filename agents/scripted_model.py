@@ -1,18 +1,15 @@
 """A scripted chat model for tests, evaluation plumbing and benchmarks: it plays back answers
 and tool calls in order, so a test exercises our logic, not a model's judgement."""
 
-import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import ConfigDict, Field, PrivateAttr
+
+from agents.chat.instant_model import InstantChatModel
 
 Step = AIMessage | Exception | Callable[[list[BaseMessage]], AIMessage]
 
@@ -34,7 +31,7 @@ class ScriptExhausted(RuntimeError):
     """The model was asked for more answers than its script holds."""
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(InstantChatModel):
     """Returns the script's steps one per model call; an exception step is raised (a model
     that is down), a callable step computes its answer from the conversation so far."""
 
@@ -60,7 +57,7 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedChatModel":
         return self
 
-    def _next(self, messages: list[BaseMessage]) -> AIMessage:
+    def _reply(self, messages: list[BaseMessage]) -> AIMessage:
         with self._lock:
             if self._position >= len(self.script):
                 raise ScriptExhausted(f"script exhausted after {self._position} answers")
@@ -71,69 +68,3 @@ class ScriptedChatModel(BaseChatModel):
             raise step
         message = step if isinstance(step, AIMessage) else step(messages)
         return message.model_copy(deep=True)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._generate(messages, stop)
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        """Native async: a zero-latency model adds no thread hop to what is measured."""
-        for chunk in self._stream(messages, stop):
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        message = self._next(messages)
-        text = message.content if isinstance(message.content, str) else ""
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            piece = word if i == len(words) - 1 else word + " "
-            if not piece:
-                continue
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-            if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
-        if message.tool_calls:
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[
-                        tool_call_chunk(
-                            name=tc["name"], args=json.dumps(tc["args"]), id=tc["id"], index=i
-                        )
-                        for i, tc in enumerate(message.tool_calls)
-                    ],
-                )
-            )
-        if message.usage_metadata:  # a scripted step may say what a real model would report
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content="", usage_metadata=message.usage_metadata)
-            )

@@ -3,17 +3,13 @@ agent graph hands it (the secretary's words, tool results) and answers with a to
 final answer, so it runs through the same graph, MCP tools, confirmation cards, audit and
 memory as an LLM, in a few milliseconds and without a GPU."""
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import AIMessage, BaseMessage
 
+from agents.chat.instant_model import InstantChatModel
 from agents.rules.frame import tasks
 from agents.rules.planner import Step, decide
 from agents.rules.reading import OPEN, clock, transcript
@@ -40,7 +36,7 @@ def as_message(step: Step) -> AIMessage:
     )
 
 
-class RulesChatModel(BaseChatModel):
+class RulesChatModel(InstantChatModel):
     """Deterministic French front-desk understanding, as a chat model."""
 
     timezone: str = "Europe/Paris"  # when the system prompt does not say
@@ -57,68 +53,5 @@ class RulesChatModel(BaseChatModel):
         """The tools are the agenda's own; their names are known in advance."""
         return self
 
-    def _message(self, messages: list[BaseMessage]) -> AIMessage:
+    def _reply(self, messages: list[BaseMessage]) -> AIMessage:
         return as_message(next_step(messages, self.timezone))
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._message(messages))])
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._generate(messages, stop)
-
-    def _chunks(self, message: AIMessage) -> Iterator[ChatGenerationChunk]:
-        text = message.content if isinstance(message.content, str) else ""
-        words = text.split(" ") if text else []
-        for i, word in enumerate(words):
-            piece = word if i == len(words) - 1 else word + " "
-            if piece:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                additional_kwargs=dict(message.additional_kwargs),
-                tool_call_chunks=[
-                    tool_call_chunk(
-                        name=tc["name"], args=json.dumps(tc["args"]), id=tc["id"], index=i
-                    )
-                    for i, tc in enumerate(message.tool_calls)
-                ],
-            )
-        )
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for chunk in self._chunks(self._message(messages)):
-            if run_manager and chunk.text:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        """Native async: no thread hop for a model that answers in a millisecond."""
-        for chunk in self._chunks(self._message(messages)):
-            if run_manager and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk

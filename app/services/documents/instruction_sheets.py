@@ -175,6 +175,14 @@ def _ensure_draft(sheet: InstructionSheet) -> None:
         raise SheetReviewed(sheet.status)
 
 
+def _draft_under_review(session: Session, user: User, sheet_id: int) -> InstructionSheet:
+    """The opening of every review step: a physician, a sheet that exists, still a draft."""
+    _require_physician(user)
+    sheet = get_sheet(session, sheet_id)
+    _ensure_draft(sheet)
+    return sheet
+
+
 def _record(
     session: Session,
     actor: audit.Actor,
@@ -358,9 +366,7 @@ def edit_paragraph(
     session: Session, actor: audit.Actor, user: User, sheet_id: int, index: int, text: str
 ) -> InstructionSheet:
     """The physician's wording of one paragraph; its citation (and the passage quoted) stays."""
-    _require_physician(user)
-    sheet = get_sheet(session, sheet_id)
-    _ensure_draft(sheet)
+    sheet = _draft_under_review(session, user, sheet_id)
     paragraph = _paragraph(sheet, index)
     text = "\n".join(" ".join(line.split()) for line in text.strip().splitlines()).strip()
     if not text:
@@ -385,9 +391,7 @@ def remove_paragraph(
     session: Session, actor: audit.Actor, user: User, sheet_id: int, index: int
 ) -> InstructionSheet:
     """Leave a paragraph out of the sheet (at least one stays)."""
-    _require_physician(user)
-    sheet = get_sheet(session, sheet_id)
-    _ensure_draft(sheet)
+    sheet = _draft_under_review(session, user, sheet_id)
     _paragraph(sheet, index)
     if len(sheet.paragraphs) == 1:
         raise Conflict(
@@ -403,9 +407,7 @@ def remove_paragraph(
 def edit_title(
     session: Session, actor: audit.Actor, user: User, sheet_id: int, title: str
 ) -> InstructionSheet:
-    _require_physician(user)
-    sheet = get_sheet(session, sheet_id)
-    _ensure_draft(sheet)
+    sheet = _draft_under_review(session, user, sheet_id)
     title = " ".join(title.split())
     if not title or len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(
@@ -432,9 +434,7 @@ def sheet_text(session: Session, sheet: InstructionSheet) -> str:
 def approve(session: Session, actor: audit.Actor, user: User, sheet_id: int) -> InstructionSheet:
     """A physician approves the sheet as it reads now; a paragraph whose source left the
     knowledge base must be removed first."""
-    _require_physician(user)
-    sheet = get_sheet(session, sheet_id)
-    _ensure_draft(sheet)
+    sheet = _draft_under_review(session, user, sheet_id)
     missing = [v.citation.title for v in citations(session, sheet) if v.citation.state == "missing"]
     if missing:
         raise SourceGone(sorted(set(missing)))
@@ -450,9 +450,7 @@ def approve(session: Session, actor: audit.Actor, user: User, sheet_id: int) -> 
 def reject(
     session: Session, actor: audit.Actor, user: User, sheet_id: int, reason: str
 ) -> InstructionSheet:
-    _require_physician(user)
-    sheet = get_sheet(session, sheet_id)
-    _ensure_draft(sheet)
+    sheet = _draft_under_review(session, user, sheet_id)
     reason = " ".join(reason.split())
     if not reason:
         raise InvalidInput(
@@ -471,6 +469,21 @@ def reject(
     _saved(session, sheet)
     _record(session, actor, sheet, "reject", {"version": sheet.version})
     return sheet
+
+
+def sheet_patient(session: Session, sheet: InstructionSheet) -> Patient | None:
+    """The patient a sheet is for (the sheet page's heading)."""
+    return session.get(Patient, sheet.patient_id)
+
+
+def sheet_people(session: Session, sheet: InstructionSheet) -> dict[int, str]:
+    """The staff members named on a sheet (who drafted it, who reviewed it), by id."""
+    people: dict[int, str] = {}
+    for uid in {sheet.created_by_id, sheet.reviewer_id}:
+        person = session.get(User, uid) if uid else None
+        if person is not None and person.id is not None:
+            people[person.id] = person.full_name
+    return people
 
 
 def list_sheets(

@@ -9,6 +9,7 @@ from app.jobs import store as jobs
 from app.services.core import audit
 from app.services.flows.summary_jobs import run_coroutine
 from models.audit import ActorKind
+from models.jobs import Job
 
 JOB_KIND = "model_acceptance"
 
@@ -42,6 +43,12 @@ def enqueue_acceptance(
         details={"model": model, "repeats": repeats},
     )
     return job
+
+
+def recent_runs(session: Session, limit: int = 5) -> list[Job]:
+    """The latest acceptance runs, newest first, whatever their status (the gate's page)."""
+    runs, _total = jobs.list_jobs(session, jobs.JobFilter(kind=JOB_KIND), limit=limit)
+    return runs
 
 
 @jobs.handler(JOB_KIND, max_attempts=1)

@@ -179,3 +179,13 @@ def search_patients(
         details={"results": len(rows), "patient_ids": [p.id for p in rows]},
     )
     return rows
+
+
+def display_names(session: Session, patient_ids: set[int]) -> dict[int, str]:
+    """Patients' names by id, for lists that show whose record a row belongs to (a sheet,
+    a job). Names only: the pages that show them are staff pages that already read those
+    records."""
+    if not patient_ids:
+        return {}
+    rows = session.exec(select(Patient).where(col(Patient.id).in_(patient_ids))).all()
+    return {p.id: p.display_name for p in rows if p.id is not None}

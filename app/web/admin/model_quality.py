@@ -9,15 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.services.assistant import feedback_signals, model_gate
 from app.services.core.errors import DomainError, InvalidInput
-from app.services.flows.model_acceptance_jobs import JOB_KIND, enqueue_acceptance
+from app.services.flows.model_acceptance_jobs import enqueue_acceptance, recent_runs
 from app.web.deps import AdminUser, SessionDep, SettingsDep, user_actor
 from app.web.i18n import request_language
 from app.web.templating import render
-from models.jobs import Job
 
 router = APIRouter(tags=["admin"])
 SIGNALS = "/admin/retours/assistant"
@@ -100,9 +99,7 @@ def _model_page(
 ) -> Response:
     gate = _gate(request)
     now = model_gate.status(gate, settings)
-    runs = list(
-        session.exec(select(Job).where(Job.kind == JOB_KIND).order_by(col(Job.id).desc()).limit(5))
-    )
+    runs = recent_runs(session)
     return render(
         request,
         "admin/model_gate.html",

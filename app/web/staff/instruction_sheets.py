@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import col, select
 
 from app.services.documents import instruction_sheets as sheets
-from app.services.patients.records import get_patient, search_patients
+from app.services.patients.records import display_names, get_patient, search_patients
+from app.services.scheduling.agenda import list_appointments
 from app.web.deps import (
     MAX_RECORD_ID,
     PatientStaffUser,
@@ -22,10 +22,9 @@ from app.web.deps import (
 from app.web.forms import page_language
 from app.web.templating import render
 from models.appointments import Appointment, AppointmentStatus
-from models.patients import Patient
-from models.users import User
 
 router = APIRouter(prefix="/consignes", tags=["instruction sheets"])
+OPEN_STATUSES = frozenset({AppointmentStatus.booked, AppointmentStatus.confirmed})
 NOTICES = frozenset({"drafted", "edited", "removed", "approved", "rejected", "sent"})
 
 
@@ -33,16 +32,11 @@ def _back(sheet_id: int, notice: str, anchor: str = "") -> RedirectResponse:
     return RedirectResponse(f"/consignes/{sheet_id}?fait={notice}{anchor}", status_code=303)
 
 
-def _names(session: SessionDep, ids: set[int]) -> dict[int, str]:
-    rows = session.exec(select(Patient).where(col(Patient.id).in_(ids))).all() if ids else []
-    return {p.id: p.display_name for p in rows if p.id is not None}
-
-
 @router.get("", response_class=HTMLResponse, summary="Instruction sheets: drafts and approved")
 def list_page(request: Request, user: PatientStaffUser, session: SessionDep) -> Response:
     drafts = sheets.list_sheets(session, status="draft")
     recent = [s for s in sheets.list_sheets(session, limit=30) if s.status != "draft"]
-    names = _names(session, {s.patient_id for s in drafts + recent})
+    names = display_names(session, {s.patient_id for s in drafts + recent})
     return render(
         request,
         "instruction_sheets/list.html",
@@ -65,22 +59,10 @@ def new_page(
     patient = get_patient(session, actor, patient_id) if patient_id is not None else None
     found = search_patients(session, actor, text=q, limit=20) if q.strip() and not patient else []
     appointments: list[Appointment] = []
-    if patient is not None:
+    if patient is not None and patient.id is not None:
         since = datetime.now(settings.tz) - timedelta(days=1)
-        appointments = list(
-            session.exec(
-                select(Appointment)
-                .where(
-                    Appointment.patient_id == patient.id,
-                    Appointment.starts_at >= since,
-                    col(Appointment.status).in_(
-                        [AppointmentStatus.booked, AppointmentStatus.confirmed]
-                    ),
-                )
-                .order_by(col(Appointment.starts_at))
-                .limit(10)
-            ).all()
-        )
+        views = list_appointments(session, actor, start=since, patient_id=patient.id, limit=10)
+        appointments = [v.appointment for v in views if v.appointment.status in OPEN_STATUSES]
     language = page_language(request)
     topics = [fr if language == "fr" else en for fr, en in sheets.SUGGESTED_TOPICS]
     return render(
@@ -129,17 +111,11 @@ def sheet_page(
     fait: str | None = None,
 ) -> Response:
     sheet = sheets.read_sheet(session, user_actor(request, user), sheet_id)
-    patient = session.get(Patient, sheet.patient_id)
-    people: dict[int, str] = {}
-    for uid in {sheet.created_by_id, sheet.reviewer_id}:
-        person = session.get(User, uid) if uid else None
-        if person is not None and person.id is not None:
-            people[person.id] = person.full_name
     context: dict[str, Any] = {
         "sheet": sheet,
-        "patient": patient,
+        "patient": sheets.sheet_patient(session, sheet),
         "paragraphs": sheets.citations(session, sheet),
-        "people": people,
+        "people": sheets.sheet_people(session, sheet),
         "notice": fait if fait in NOTICES else None,
         "editable": sheet.status == "draft" and user.role == "physician",
         "sendable": sheets.can_be_sent(sheet),
