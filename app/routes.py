@@ -37,9 +37,12 @@ from app.web.staff import (
 # Routes are matched first to last: a new router goes where its paths cannot shadow others.
 # The patients' form comes first: its autosave is the busiest route, and FastAPI tries every
 # route before the one that matches (about a millisecond of CPU per request when it came
-# 24th of 31, measured by benchmarks/autosave.py). Nothing else lives under /p/.
+# 24th of 31, measured by benchmarks/autosave.py). Nothing else lives under /p/. The public
+# booking page comes next, for the same reason (about 190 µs per request when it came 32nd of
+# 38, measured by benchmarks/booking_page.py); nothing else lives under /rendez-vous/.
 ROUTERS: tuple[APIRouter, ...] = (
     patient_form.router,
+    online_booking.router,
     system.router,
     auth.router,
     home.router,
@@ -64,7 +67,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     letter_files.router,
     instruction_sheets.router,
     self_service.router,
-    online_booking.router,
     admin_online_booking.router,
     notifications.outbox,
     notifications.patient_messages,

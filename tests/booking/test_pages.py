@@ -140,26 +140,71 @@ def test_the_steps_book_a_new_patient(
     } <= actions
 
 
+def _send_identity(client: TestClient, db: Session, language: str = "fr"):  # type: ignore[no-untyped-def]
+    """Pick a slot and open its identity page; returns how to post the identity typed."""
+    location = _pick(client, first_slot(db)).headers["location"]
+    page = client.get(location)
+    token = location.split("/")[3].split("?")[0]
+
+    def send(**typed: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            f"/rendez-vous/r/{token}/identite",
+            data={
+                **IDENTITY,
+                "email": "marie@example.org",
+                **typed,
+                "form_token": _form_token(page.text),
+                "csrf_token": _page_csrf(page.text),
+            },
+            headers={"accept-language": language},
+        )
+
+    return send
+
+
 def test_bad_identity_fields_are_named_and_linked(
     client: TestClient, db: Session, practice: Practice
 ) -> None:
-    picked = _pick(client, first_slot(db))
-    location = picked.headers["location"]
-    page = client.get(location)
-    token = location.split("/")[3].split("?")[0]
-    answer = client.post(
-        f"/rendez-vous/r/{token}/identite",
-        data={
-            **IDENTITY,
-            "birth_date": "",
-            "email": "pas-un-email",
-            "form_token": _form_token(page.text),
-            "csrf_token": _page_csrf(page.text),
-        },
-    )
+    answer = _send_identity(client, db)(birth_date="", email="pas-un-email")
     assert answer.status_code == 422
     assert 'href="#f-email"' in answer.text and 'aria-describedby="e-email"' in answer.text
     assert 'href="#f-birth_date"' in answer.text
+
+
+@pytest.mark.parametrize(
+    ("language", "expected", "future"),
+    [
+        (
+            "fr",
+            ["Adresse e-mail invalide.", "Numéro de téléphone illisible.", "Date invalide"],
+            "La date de naissance est dans le futur.",
+        ),
+        (
+            "en",
+            ["Invalid email address.", "Unreadable phone number.", "Invalid date"],
+            "The date of birth is in the future.",
+        ),
+    ],
+)
+def test_identity_errors_speak_the_page_language(
+    client: TestClient,
+    db: Session,
+    practice: Practice,
+    language: str,
+    expected: list[str],
+    future: str,
+) -> None:
+    send = _send_identity(client, db, language)
+    answer = send(birth_date="1980-02-31", phone="pas un numéro", email="pas-un-email")
+    assert answer.status_code == 422
+    for message in expected:
+        assert message in answer.text
+    for field in ("email", "phone", "birth_date"):
+        assert f'href="#f-{field}"' in answer.text
+    # A check of the whole identity (no field of its own) is tied to its field too.
+    later = send(birth_date="2999-01-01")
+    assert later.status_code == 422 and future in later.text
+    assert 'href="#f-birth_date"' in later.text
 
 
 def _normalised(html: str) -> str:

@@ -26,6 +26,7 @@ from app.main import create_app
 from app.services.core.audit import Actor
 from app.services.core.errors import InvalidInput
 from app.services.flows.job_handlers import PURGE_CONVERSATIONS
+from app.services.flows.online_booking import RELEASE_HOLDS
 from models.audit import AuditEvent
 from models.jobs import Job, JobStatus
 from tests.conftest import login
@@ -283,7 +284,9 @@ def test_periodic_work_is_added_by_the_composition_root_and_runs_on_the_queue(
     try:
         at_3_17 = {t.name for t in queue.huey.read_periodic(datetime(2030, 1, 7, 3, 17))}
         at_3_20 = {t.name for t in queue.huey.read_periodic(datetime(2030, 1, 7, 3, 20))}
-        assert at_3_17 == {PURGE_CONVERSATIONS} and at_3_20 == {"recover_jobs"}
+        every_minute = {RELEASE_HOLDS}
+        assert at_3_17 == {PURGE_CONVERSATIONS, *every_minute}
+        assert at_3_20 == {"recover_jobs", *every_minute}
     finally:
         queue.close()
     bare = JobQueue(settings, engine)  # what the jobs package schedules on its own

@@ -8,12 +8,15 @@ date, a name in common, first names that agree) plus the proven email being the 
 someone who types a patient's name with their own address is never matched to that patient.
 """
 
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PField
 from sqlmodel import Session
 
+from app.services.core import validation
 from app.services.patients.records import fold, possible_duplicates
 from models.patients import (
     Email,
@@ -25,6 +28,23 @@ from models.patients import (
     RegistrationStatus,
     Sex,
 )
+
+# What the patient may get wrong on the identity step. The checks (here and in the patient
+# record's types) word it in French; the page speaks the patient's language:
+# French sentence -> (the field it is about, English).
+MESSAGES: dict[str, tuple[str, str]] = {
+    "Adresse e-mail obligatoire.": ("email", "Email address required."),
+    "Adresse e-mail invalide.": ("email", "Invalid email address."),
+    "Numéro de téléphone obligatoire.": ("phone", "Phone number required."),
+    "Numéro de téléphone illisible.": ("phone", "Unreadable phone number."),
+    "Numéro de téléphone invalide.": ("phone", "Invalid phone number."),
+    "La date de naissance est dans le futur.": (
+        "birth_date",
+        "The date of birth is in the future.",
+    ),
+    "La date de naissance est trop ancienne.": ("birth_date", "The date of birth is too far back."),
+    "Ce nom ne peut pas être vide.": ("", "This name cannot be empty."),
+}
 
 
 class IdentityInput(BaseModel):
@@ -80,4 +100,20 @@ def match_patient(session: Session, data: PatientCreate) -> Patient | None:
     return found[0]
 
 
-__all__ = ["IdentityInput", "match_patient"]
+def identity_errors(language: str, errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The identity step's validation errors as ``{field, message}`` pairs in the page's
+    language (``fr`` or ``en``), each tied to the field it is about."""
+    out = []
+    for error in validation.field_errors(language, errors):
+        french = error["message"]
+        field, english = MESSAGES.get(french, (error["field"], french))
+        out.append(
+            {
+                "field": error["field"] or field,
+                "message": english if language == "en" else french,
+            }
+        )
+    return out
+
+
+__all__ = ["IdentityInput", "identity_errors", "match_patient"]

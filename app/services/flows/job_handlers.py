@@ -7,6 +7,7 @@ import importlib
 
 from app.jobs.queue import JobQueue
 from app.services.assistant.memory import purge_expired
+from app.services.flows.online_booking import RELEASE_HOLDS, release_expired_holds
 
 # A feature with background work adds the module holding its ``@jobs.handler`` functions.
 HANDLER_MODULES = (
@@ -31,3 +32,5 @@ def add_periodic_tasks(queue: JobQueue) -> None:
     tasks: ``accueil worker`` and ``accueil serve``)."""
     # Delete the assistant conversations older than the retention period, daily at 03:17.
     queue.add_periodic(PURGE_CONVERSATIONS, purge_expired, hour="3", minute="17")
+    # Release the online booking's slot holds whose time ran out, every minute.
+    queue.add_periodic(RELEASE_HOLDS, release_expired_holds, minute="*")

@@ -10,13 +10,17 @@ the secretary.
    link); a pre-consultation questionnaire of the visit type is sent with it.
 3. ``refuse``: a secretary refuses an online booking; the patient is told by the usual
    cancellation message and the slot goes to the waiting list.
+4. ``release_expired_holds``: the periodic sweep (every minute) that releases the holds
+   whose time ran out and forgets what their holders typed.
 """
 
+import logging
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app.config.settings import Settings
@@ -39,6 +43,9 @@ from models.notifications import Channel, MessageKind
 from models.online_booking import SlotHold
 from models.patients import Patient, RegistrationStatus
 from models.questionnaires import Questionnaire
+
+log = logging.getLogger(__name__)
+RELEASE_HOLDS = "release_expired_holds"
 
 CODE_TEXT = {
     "fr": (
@@ -375,3 +382,19 @@ def refuse(
         details={"reason": text},
     )
     return cancelled
+
+
+def release_expired_holds(engine: Engine, settings: Settings) -> int:
+    """The periodic sweep: every hold whose time ran out is released and what its holder
+    typed is forgotten (RGPD: kept only while the hold lives). Its own transaction; never
+    raises (the next minute tries again); returns how many were released."""
+    try:
+        with Session(engine) as session:
+            released = holds.release_expired(session, datetime.now(UTC))
+            session.commit()
+    except Exception as exc:
+        log.warning("expired slot holds not released: %s", type(exc).__name__)
+        return 0
+    if released:
+        log.info("%d expired slot holds released", released)
+    return released

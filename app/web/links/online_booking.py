@@ -5,29 +5,39 @@ slot held → identity → one-time code → booked.
 Public routes. After the pick, the hold's token in the path is the credential, and every
 form carries a token bound to the hold (so the pages also work in an iframe, where the
 session cookie is not sent). Page views are rate-limited per address; holds and codes by the
-audit log; a proof-of-work is asked under load. Every step is audited."""
+audit log; a proof-of-work is asked under load. Every step is audited.
 
+The first two pages are what a rush loads: they are served from a cache of the rendered
+page (see "the cached pages" below). The steps after the pick open with one dependency
+(``HeldStep``: the rules, the embed, the live hold or the "expired" page, the form check)."""
+
+import asyncio
 import hashlib
 import hmac
+import logging
+import secrets
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
+from starlette.datastructures import FormData
 
 from app.config.settings import Settings
 from app.services.booking import challenge, holds, throttle
 from app.services.booking import rules as booking_rules
-from app.services.booking.identity import IdentityInput
+from app.services.booking.identity import IdentityInput, identity_errors
 from app.services.booking.public_slots import SlotCache, SlotGone, by_day, public_slots
 from app.services.core.audit import Actor
 from app.services.core.errors import DomainError
 from app.services.flows import online_booking as booking_flow
-from app.web.deps import SessionDep, client_address, public
-from app.web.errors import field_errors
+from app.web.deps import SessionDep, client_address, csrf_token, public, run_in_session
 from app.web.forms import PostedForm, page_language
 from app.web.middleware import csp_framed_by
 from app.web.templating import render
@@ -41,6 +51,7 @@ Token = Annotated[str, Path(max_length=128)]
 FIRST_FREE = "premier"
 IDENTITY_FIELDS = ("birth_name", "first_name", "birth_date", "sex", "phone", "email")
 LIMITS = throttle.Limits()
+SLOTS_PER_PAGE = 60
 
 
 def _actor(request: Request, hold_id: int | None = None) -> Actor:
@@ -71,14 +82,6 @@ def _limiter(request: Request) -> throttle.PageLimiter:
     return limiter
 
 
-def _slot_cache(request: Request) -> SlotCache:
-    cache = getattr(request.app.state, "booking_slot_cache", None)
-    if not isinstance(cache, SlotCache):
-        cache = SlotCache()
-        request.app.state.booking_slot_cache = cache
-    return cache
-
-
 def _limits(request: Request) -> throttle.Limits:
     limits = getattr(request.app.state, "booking_limits", None)
     return limits if isinstance(limits, throttle.Limits) else LIMITS
@@ -87,6 +90,11 @@ def _limits(request: Request) -> throttle.Limits:
 def _embed(request: Request, form_value: object = None) -> bool:
     value = form_value if form_value is not None else request.query_params.get("embed")
     return value in ("1", "true", "oui")
+
+
+def _text(form: object, name: str, limit: int = 200) -> str:
+    value = form.get(name) if hasattr(form, "get") else None  # FormData
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _form_token(request: Request, hold: SlotHold) -> str:
@@ -132,29 +140,142 @@ def _closed(request: Request, rules: OnlineBookingRules, embed: bool) -> Respons
     return _page(request, rules, "booking-closed.html", {}, 200, embed=embed)
 
 
-# -- steps 1 and 2: practitioner and visit type ------------------------------------------------
+def _expired(request: Request, rules: OnlineBookingRules, embed: bool, status: int) -> Response:
+    return _page(request, rules, "booking-expired.html", {}, status, embed=embed)
+
+
+# -- the cached pages of steps 1 and 2 --------------------------------------------------------
+#
+# Under a rush every patient loads the same few pages (the choice, the free slots of a
+# practitioner or of the first free one): each is rendered once and kept, keyed by everything
+# it shows (the query, the language, the embed, the rules' version), with the visitor's own
+# CSRF token put in at each answer. A page served from the cache touches neither the database
+# nor a worker thread. Freshness is ``SlotCache``'s: dropped at once when this process commits
+# a change of availability, at most ``FRESH_SECONDS`` old otherwise (another process's change),
+# and refreshed beside serving before it expires.
+
+log = logging.getLogger(__name__)
+V = TypeVar("V")
+# Stands for the visitor's CSRF token in a cached page; replaced at each answer.
+CSRF_MARK = f"csrf-mark-{secrets.token_hex(16)}"
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A rendered page, its CSRF token left as ``CSRF_MARK``."""
+
+    status: int
+    body: bytes
+    has_csrf: bool
+
+
+@dataclass
+class PageCaches:
+    """The rules and the rendered pages of steps 1 and 2, per app (see ``SlotCache``)."""
+
+    rules: SlotCache[OnlineBookingRules]
+    pages: SlotCache[CachedPage]
+
+
+def _caches(request: Request) -> PageCaches:
+    caches = getattr(request.app.state, "booking_pages", None)
+    if not isinstance(caches, PageCaches):
+        caches = PageCaches(SlotCache(max_entries=4), SlotCache())
+        request.app.state.booking_pages = caches
+    return caches
+
+
+_REFRESHING: set[asyncio.Task[object]] = set()
+
+
+async def _fresh(cache: SlotCache[V], key: Hashable, compute: Callable[[], V]) -> V:
+    """The cached value; a value due for a refresh is served while a worker thread
+    computes the next one, and a missing one is computed (in a worker thread) and waited
+    for."""
+    value, refresh = cache.peek(key)
+    if value is None:
+        return await run_in_threadpool(cache.get, key, compute)
+    if refresh:
+        task: asyncio.Task[object] = asyncio.create_task(
+            run_in_threadpool(cache.refresh, key, compute)
+        )
+        _REFRESHING.add(task)  # kept until done (the loop holds tasks weakly)
+        task.add_done_callback(_refreshed)
+    return value
+
+
+def _refreshed(task: asyncio.Task[object]) -> None:
+    _REFRESHING.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # the next view tries again
+        log.warning("booking page refresh failed: %s", type(task.exception()).__name__)
+
+
+async def _cached_rules(request: Request) -> OnlineBookingRules:
+    """The rules as of at most ``FRESH_SECONDS`` ago (at once after a change made here)."""
+    return await _fresh(
+        _caches(request).rules, "rules", lambda: run_in_session(request, booking_rules.current)
+    )
+
+
+def _freeze(response: Response) -> CachedPage:
+    body = bytes(response.body)
+    return CachedPage(response.status_code, body, CSRF_MARK.encode() in body)
+
+
+def _serve(request: Request, rules: OnlineBookingRules, page: CachedPage, embed: bool) -> Response:
+    body = page.body
+    if page.has_csrf and "session" in request.scope:
+        body = body.replace(CSRF_MARK.encode(), csrf_token(request).encode())
+    response = HTMLResponse(body, page.status)
+    if embed:
+        response.headers["content-security-policy"] = csp_framed_by(rules.frame_ancestors)
+    return response
+
+
+async def _cached_page(
+    request: Request,
+    rules: OnlineBookingRules,
+    key: tuple[Hashable, ...],
+    build: Callable[[Session], Response],
+    embed: bool,
+) -> Response:
+    """The page for ``key`` (with everything that shapes it: the language asked for, the
+    embed, the rules' version), built by ``build`` in a worker thread when not cached."""
+    asked = request.query_params.get("lang")  # kept in the page's links
+    asked = asked if asked in ("fr", "en") else None
+    full_key = (*key, rules.id, rules.updated_at, page_language(request), asked, embed)
+    page = await _fresh(
+        _caches(request).pages, full_key, lambda: _freeze(run_in_session(request, build))
+    )
+    return _serve(request, rules, page, embed)
+
+
+# -- steps 1 and 2: practitioner and visit type, then the free slots (cached pages) ------
+
+
+def _choice_page_context(session: Session, rules: OnlineBookingRules) -> dict[str, object]:
+    return {
+        "practitioners": booking_rules.bookable_practitioners(session, rules),
+        "visit_types": booking_rules.bookable_visit_types(session, rules),
+        "first_free": FIRST_FREE,
+    }
 
 
 @router.get("/rendez-vous", summary="Public booking page: choose a practitioner and a visit type")
-def start(request: Request, session: SessionDep) -> Response:
-    rules = booking_rules.current(session)
+async def start(request: Request) -> Response:
     embed = _embed(request)
     wait = _limiter(request).wait_for(client_address(request))
+    rules = await _cached_rules(request)
     if wait:
         return _slow_down(request, rules, wait, embed)
     if not rules.enabled:
         return _closed(request, rules, embed)
-    return _page(
-        request,
-        rules,
-        "booking-start.html",
-        {
-            "practitioners": booking_rules.bookable_practitioners(session, rules),
-            "visit_types": booking_rules.bookable_visit_types(session, rules),
-            "first_free": FIRST_FREE,
-        },
-        embed=embed,
-    )
+
+    def build(session: Session) -> Response:
+        context = _choice_page_context(session, rules)
+        return _page(request, rules, "booking-start.html", context, embed=embed)
+
+    return await _cached_page(request, rules, ("start",), build, embed)
 
 
 def _choice(
@@ -173,6 +294,24 @@ def _choice(
     return practitioner.id, practitioner, what
 
 
+def _may_be_offered(rules: OnlineBookingRules, who: str, what: str) -> bool:
+    """Whether the rules open this choice online (the practitioner may still be inactive)."""
+    if what not in rules.visit_types:
+        return False
+    return who == FIRST_FREE or (
+        who.isascii() and who.isdigit() and int(who) in rules.practitioner_ids
+    )
+
+
+def _first_day(after: date | None, now: datetime) -> date | None:
+    """The day asked, unless it is outside any horizon (then from the first bookable day)."""
+    if after is not None and not (
+        now.date() - timedelta(days=1) <= after <= now.date() + timedelta(days=400)
+    ):
+        return None
+    return after
+
+
 def _slots_page(
     request: Request,
     session: Session,
@@ -184,99 +323,131 @@ def _slots_page(
     embed: bool,
     error: str = "",
     status: int = 200,
+    csrf: str | None = None,
 ) -> Response:
-    settings = _settings(request)
-    tz = settings.tz
+    """The free slots by day from ``after``; the choice page again (422) for a bad choice.
+    ``csrf`` stands for the visitor's token when the page is cached."""
+    tz = _settings(request).tz
     chosen = _choice(session, rules, who, what)
     if chosen is None:
-        return _page(
-            request,
-            rules,
-            "booking-start.html",
-            {
-                "practitioners": booking_rules.bookable_practitioners(session, rules),
-                "visit_types": booking_rules.bookable_visit_types(session, rules),
-                "first_free": FIRST_FREE,
-                "error": "choice",
-            },
-            422,
-            embed=embed,
-        )
+        again = {**_choice_page_context(session, rules), "error": "choice"}
+        return _page(request, rules, "booking-start.html", again, 422, embed=embed)
     practitioner_id, practitioner, visit_type = chosen
     now = _now()
-    if after is not None and not (
-        now.date() - timedelta(days=1) <= after <= now.date() + timedelta(days=400)
-    ):
-        after = None  # outside any horizon: from the first bookable day
+    after = _first_day(after, now)
     start_at = (
         datetime.combine(after, datetime.min.time(), tzinfo=tz).astimezone(UTC) if after else None
     )
-    slots = _slot_cache(request).get(
-        (rules.updated_at, practitioner_id, visit_type, after),
-        lambda: public_slots(
-            session,
-            tz,
-            rules,
-            practitioner_id=practitioner_id,
-            visit_type=visit_type,
-            now=now,
-            start=start_at,
-            limit=60,
-        ),
+    slots = public_slots(
+        session,
+        tz,
+        rules,
+        practitioner_id=practitioner_id,
+        visit_type=visit_type,
+        now=now,
+        start=start_at,
+        limit=SLOTS_PER_PAGE,
     )
     days = by_day(slots, tz)
-    if len(days) > 1 and len(slots) >= 60:
+    if len(days) > 1 and len(slots) >= SLOTS_PER_PAGE:
         days = days[:-1]  # the last day may be cut short: it starts the next page
     names = {p.id: p.display_name for p in booking_rules.bookable_practitioners(session, rules)}
     kinds = {v.code: v.label for v in booking_rules.bookable_visit_types(session, rules)}
     next_day = days[-1].day + timedelta(days=1) if days else None
-    return _page(
-        request,
-        rules,
-        "booking-slots.html",
-        {
-            "days": days,
-            "who": who,
-            "what": visit_type,
-            "practitioner": practitioner,
-            "visit_label": kinds.get(visit_type, visit_type),
-            "names": names,
-            "next_query": _query(
-                request, embed, praticien=who, motif=what, apres=next_day.isoformat()
-            )
-            if next_day
-            else "",
-            "error": error,
-        },
-        status,
-        embed=embed,
-    )
+    context: dict[str, object] = {
+        "days": days,
+        "who": who,
+        "what": visit_type,
+        "practitioner": practitioner,
+        "visit_label": kinds.get(visit_type, visit_type),
+        "names": names,
+        "next_query": _query(request, embed, praticien=who, motif=what, apres=next_day.isoformat())
+        if next_day
+        else "",
+        "error": error,
+    }
+    if csrf is not None:
+        context["csrf_token"] = csrf
+    return _page(request, rules, "booking-slots.html", context, status, embed=embed)
 
 
 @router.get("/rendez-vous/creneaux", summary="Public booking page: free slots by day")
-def slots(
+async def slots(
     request: Request,
-    session: SessionDep,
     praticien: Annotated[str, Query(max_length=12)] = FIRST_FREE,
     motif: Annotated[str, Query(max_length=64)] = "",
     apres: Annotated[date | None, Query()] = None,
 ) -> Response:
-    rules = booking_rules.current(session)
     embed = _embed(request)
     wait = _limiter(request).wait_for(client_address(request))
+    rules = await _cached_rules(request)
     if wait:
         return _slow_down(request, rules, wait, embed)
     if not rules.enabled:
         return _closed(request, rules, embed)
-    return _slots_page(request, session, rules, praticien, motif, apres, embed=embed)
+    after = _first_day(apres, _now())
+
+    def build(session: Session) -> Response:
+        return _slots_page(
+            request,
+            session,
+            rules,
+            praticien,
+            motif,
+            after,
+            embed=embed,
+            csrf=CSRF_MARK,
+        )
+
+    if not _may_be_offered(rules, praticien, motif):  # never cached: keys stay few
+        return await run_in_threadpool(
+            run_in_session,
+            request,
+            lambda session: _slots_page(
+                request, session, rules, praticien, motif, after, embed=embed
+            ),
+        )
+    return await _cached_page(request, rules, ("slots", praticien, motif, after), build, embed)
 
 
 # -- step 3: the pick holds the slot ----------------------------------------------------------
 
 
-def _text(form: object, name: str, limit: int = 200) -> str:
-    value = form.get(name) if hasattr(form, "get") else None  # FormData
-    return value[:limit] if isinstance(value, str) else ""
+def _challenge_page(
+    request: Request, rules: OnlineBookingRules, form: FormData, embed: bool
+) -> Response:
+    settings = _settings(request)
+    issued = challenge.issue(settings.resolved_secret_key(), settings.booking_pow_bits)
+    fields = {
+        "praticien": _text(form, "praticien", 12),
+        "motif": _text(form, "motif", 64),
+        "creneau": _text(form, "creneau", 80),
+        "embed": "1" if embed else "",
+    }
+    return _page(
+        request,
+        rules,
+        "booking-challenge.html",
+        {"challenge": issued, "fields": fields},
+        embed=embed,
+    )
+
+
+def _picked(form: FormData) -> tuple[int, datetime] | None:
+    """The practitioner and start of the slot picked (``<id>|<ISO instant>``), if well formed."""
+    pid_text, _, iso = _text(form, "creneau", 80).partition("|")
+    try:
+        starts_at = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if (
+        not (pid_text.isascii() and pid_text.isdigit())
+        or len(pid_text) > 9
+        or starts_at.tzinfo is None
+        or not 2000 <= starts_at.year <= 2200
+    ):
+        return None
+    return int(pid_text), starts_at
 
 
 @router.post("/rendez-vous/reserver", summary="Public booking page: hold the chosen slot")
@@ -287,10 +458,7 @@ def pick(request: Request, session: SessionDep, form: PostedForm) -> Response:
     if not rules.enabled:
         return _closed(request, rules, embed)
     who, what = _text(form, "praticien", 12), _text(form, "motif", 64)
-    address = client_address(request)
-    actor = _actor(request)
-    now = _now()
-    language = page_language(request)
+    address, now, language = client_address(request), _now(), page_language(request)
     try:
         throttle.check_hold(session, _limits(request), address, now)
     except throttle.SlowDown as exc:
@@ -301,52 +469,30 @@ def pick(request: Request, session: SessionDep, form: PostedForm) -> Response:
         _text(form, "pow_counter", 12),
         settings.booking_pow_bits,
     ):
-        issued = challenge.issue(settings.resolved_secret_key(), settings.booking_pow_bits)
-        return _page(
-            request,
-            rules,
-            "booking-challenge.html",
-            {
-                "challenge": issued,
-                "fields": {
-                    "praticien": who,
-                    "motif": what,
-                    "creneau": _text(form, "creneau", 80),
-                    "embed": "1" if embed else "",
-                },
-            },
-            embed=embed,
-        )
-    chosen = _text(form, "creneau", 80)
-    pid_text, _, iso = chosen.partition("|")
-    try:
-        starts_at = datetime.fromisoformat(iso)
-    except ValueError:
-        starts_at = None
-    if (
-        not (pid_text.isascii() and pid_text.isdigit())
-        or len(pid_text) > 9
-        or starts_at is None
-        or starts_at.tzinfo is None
-        or not 2000 <= starts_at.year <= 2200
-    ):
+        return _challenge_page(request, rules, form, embed)
+    picked = _picked(form)
+    if picked is None:
         return _slots_page(request, session, rules, who, what, None, embed=embed, status=422)
+    practitioner_id, starts_at = picked
     try:
         taken = holds.take_hold(
             session,
-            actor,
+            _actor(request),
             settings.tz,
             rules,
-            practitioner_id=int(pid_text),
+            practitioner_id=practitioner_id,
             visit_type=what,
             starts_at=starts_at,
             language=language,
             now=now,
             asked_practitioner_id=int(who) if who.isascii() and who.isdigit() else None,
         )
-    except SlotGone as exc:
-        _slot_cache(request).invalidate()  # the page showed a slot taken meanwhile
-        after = starts_at.astimezone(settings.tz).date()
+    except DomainError as exc:
+        after = None
+        if isinstance(exc, SlotGone):
+            # Taken meanwhile (maybe by another process): the pages cached here showed it.
+            _caches(request).pages.invalidate()
+            after = starts_at.astimezone(settings.tz).date()
         return _slots_page(
             request,
             session,
@@ -356,22 +502,9 @@ def pick(request: Request, session: SessionDep, form: PostedForm) -> Response:
             after,
             embed=embed,
             error=exc.message(language),
-            status=409,
-        )
-    except DomainError as exc:
-        return _slots_page(
-            request,
-            session,
-            rules,
-            who,
-            what,
-            None,
-            embed=embed,
-            error=exc.message(language),
             status=exc.status_code,
         )
-    session.commit()
-    _slot_cache(request).invalidate()  # the held slot leaves every page at once
+    # The commit (by the request's session) leaves every cached page of this process.
     return RedirectResponse(
         f"/rendez-vous/r/{taken.token}{_query(request, embed, lang=language)}", status_code=303
     )
@@ -380,246 +513,197 @@ def pick(request: Request, session: SessionDep, form: PostedForm) -> Response:
 # -- steps 4 and 5: identity, then the code ---------------------------------------------------
 
 
-def _hold_or_gone(
-    request: Request, session: Session, token: str, rules: OnlineBookingRules, embed: bool
-) -> SlotHold | Response:
+@dataclass(frozen=True)
+class HeldStep:
+    """What every step after the pick starts from: the live hold its token names, the rules,
+    the embed flag and the page's language (and the posted form, checked to be this hold's)."""
+
+    token: str
+    hold: SlotHold
+    rules: OnlineBookingRules
+    embed: bool
+    language: str
+    form: FormData | None = None
+
+
+def _open_step(
+    request: Request, session: Session, token: str, form: FormData | None
+) -> HeldStep | Response:
+    """The step, or the page that ends it: "expired" (410) for a hold gone or unknown, and
+    (403) for a form that is not this hold's."""
+    rules = booking_rules.current(session)
+    embed = _embed(request, None if form is None else _text(form, "embed", 4))
     try:
-        return holds.live_hold(session, token, _now())
+        hold = holds.live_hold(session, token, _now())
     except DomainError:
-        return _page(request, rules, "booking-expired.html", {}, 410, embed=embed)
+        return _expired(request, rules, embed, 410)
+    if form is not None and not hmac.compare_digest(
+        _form_token(request, hold), _text(form, "form_token", 80)
+    ):
+        return _expired(request, rules, embed, 403)
+    return HeldStep(token, hold, rules, embed, page_language(request), form)
 
 
-def _held_context(
-    request: Request, session: Session, token: str, hold: SlotHold
-) -> dict[str, object]:
-    practitioner = session.get(Practitioner, hold.practitioner_id)
-    kinds = {
-        v.code: v.label
-        for v in booking_rules.bookable_visit_types(session, booking_rules.current(session))
-    }
-    return {
-        "token": token,
+def viewed_step(request: Request, session: SessionDep, token: Token) -> HeldStep | Response:
+    return _open_step(request, session, token, None)
+
+
+def posted_step(
+    request: Request, session: SessionDep, token: Token, form: PostedForm
+) -> HeldStep | Response:
+    return _open_step(request, session, token, form)
+
+
+ViewedStep = Annotated[HeldStep | Response, Depends(viewed_step)]
+PostedStep = Annotated[HeldStep | Response, Depends(posted_step)]
+
+
+def _step_page(
+    request: Request,
+    session: Session,
+    step: HeldStep,
+    template: str,
+    context: dict[str, object],
+    status: int = 200,
+) -> Response:
+    """A page about the held slot (its practitioner, time and visit type)."""
+    hold = step.hold
+    kinds = {v.code: v.label for v in booking_rules.bookable_visit_types(session, step.rules)}
+    full: dict[str, object] = {
+        "token": step.token,
         "hold": hold,
-        "practitioner": practitioner,
+        "practitioner": session.get(Practitioner, hold.practitioner_id),
         "visit_label": kinds.get(hold.visit_type, hold.visit_type),
         "form_token": _form_token(request, hold),
     }
-
-
-def _form_ok(request: Request, hold: SlotHold, form: object) -> bool:
-    return hmac.compare_digest(_form_token(request, hold), _text(form, "form_token", 80))
+    full.update(context)
+    return _page(request, step.rules, template, full, status, embed=step.embed)
 
 
 def _identity_page(
     request: Request,
     session: Session,
-    rules: OnlineBookingRules,
-    token: str,
-    hold: SlotHold,
+    step: HeldStep,
     *,
-    embed: bool,
     values: dict[str, str] | None = None,
     errors: list[dict[str, str]] | None = None,
     status: int = 200,
 ) -> Response:
-    context = _held_context(request, session, token, hold)
-    context.update(
-        values=values or {},
-        errors=errors or [],
-        field_error={e["field"]: e["message"] for e in errors or [] if e["field"]},
-        sexes=[s.value for s in Sex],
-    )
-    return _page(request, rules, "booking-identity.html", context, status, embed=embed)
+    context: dict[str, object] = {
+        "values": values or {},
+        "errors": errors or [],
+        "field_error": {e["field"]: e["message"] for e in errors or [] if e["field"]},
+        "sexes": [s.value for s in Sex],
+    }
+    return _step_page(request, session, step, "booking-identity.html", context, status)
+
+
+def _code_page(
+    request: Request, session: Session, step: HeldStep, *, error: str = "", status: int = 200
+) -> Response:
+    context = {"error": error, "sms": booking_flow.sms_on(session, _settings(request))}
+    return _step_page(request, session, step, "booking-code.html", context, status)
 
 
 @router.get("/rendez-vous/r/{token}", summary="Public booking page: the held slot and identity")
-def identity_page(request: Request, session: SessionDep, token: Token) -> Response:
-    rules = booking_rules.current(session)
-    embed = _embed(request)
-    hold = _hold_or_gone(request, session, token, rules, embed)
-    if isinstance(hold, Response):
-        return hold
-    return _identity_page(request, session, rules, token, hold, embed=embed)
+def identity_page(request: Request, session: SessionDep, step: ViewedStep) -> Response:
+    if isinstance(step, Response):
+        return step
+    return _identity_page(request, session, step)
 
 
 @router.post("/rendez-vous/r/{token}/identite", summary="Public booking page: send the code")
-def identity(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    settings = _settings(request)
-    rules = booking_rules.current(session)
-    embed = _embed(request, _text(form, "embed", 4))
-    hold = _hold_or_gone(request, session, token, rules, embed)
-    if isinstance(hold, Response):
-        return hold
-    language = page_language(request)
-    values = {name: _text(form, name, 254) for name in IDENTITY_FIELDS}
-    if not _form_ok(request, hold, form):
-        return _page(request, rules, "booking-expired.html", {}, 403, embed=embed)
+def identity(request: Request, session: SessionDep, step: PostedStep) -> Response:
+    if isinstance(step, Response):
+        return step
+    values = {name: _text(step.form, name, 254) for name in IDENTITY_FIELDS}
     try:
         typed = IdentityInput.model_validate({k: v or None for k, v in values.items()})
     except ValidationError as exc:
-        errors = field_errors(language, exc.errors())
-        for error in errors:
-            if not error["field"]:
-                error["field"] = (
-                    "email"
-                    if "e-mail" in error["message"]
-                    else ("phone" if "téléphone" in error["message"] else "birth_date")
-                )
-        return _identity_page(
-            request,
-            session,
-            rules,
-            token,
-            hold,
-            embed=embed,
-            values=values,
-            errors=errors,
-            status=422,
-        )
+        errors = identity_errors(step.language, exc.errors())
+        return _identity_page(request, session, step, values=values, errors=errors, status=422)
     try:
         booking_flow.send_code(
             session,
-            _actor(request, hold.id),
-            settings,
-            token,
+            _actor(request, step.hold.id),
+            _settings(request),
+            step.token,
             typed,
             limits=_limits(request),
             now=_now(),
         )
     except throttle.SlowDown as exc:
-        return _slow_down(request, rules, exc.retry_after, embed)
+        return _slow_down(request, step.rules, exc.retry_after, step.embed)
     except DomainError as exc:
-        errors = [{"field": "", "message": exc.message(language)}]
+        errors = [{"field": "", "message": exc.message(step.language)}]
         return _identity_page(
-            request,
-            session,
-            rules,
-            token,
-            hold,
-            embed=embed,
-            values=values,
-            errors=errors,
-            status=exc.status_code,
+            request, session, step, values=values, errors=errors, status=exc.status_code
         )
-    return RedirectResponse(
-        f"/rendez-vous/r/{token}/code{_query(request, embed, lang=language)}", status_code=303
-    )
-
-
-def _code_page(
-    request: Request,
-    session: Session,
-    rules: OnlineBookingRules,
-    token: str,
-    hold: SlotHold,
-    *,
-    embed: bool,
-    error: str = "",
-    status: int = 200,
-) -> Response:
-    context = _held_context(request, session, token, hold)
-    context.update(error=error, sms=booking_flow.sms_on(session, _settings(request)))
-    return _page(request, rules, "booking-code.html", context, status, embed=embed)
+    where = _query(request, step.embed, lang=step.language)
+    return RedirectResponse(f"/rendez-vous/r/{step.token}/code{where}", status_code=303)
 
 
 @router.get("/rendez-vous/r/{token}/code", summary="Public booking page: type the code")
-def code_page(request: Request, session: SessionDep, token: Token) -> Response:
-    rules = booking_rules.current(session)
-    embed = _embed(request)
-    hold = _hold_or_gone(request, session, token, rules, embed)
-    if isinstance(hold, Response):
-        return hold
-    if hold.code_hash is None:
-        return RedirectResponse(f"/rendez-vous/r/{token}{_query(request, embed)}", status_code=303)
-    return _code_page(request, session, rules, token, hold, embed=embed)
+def code_page(request: Request, session: SessionDep, step: ViewedStep) -> Response:
+    if isinstance(step, Response):
+        return step
+    if step.hold.code_hash is None:
+        where = _query(request, step.embed)
+        return RedirectResponse(f"/rendez-vous/r/{step.token}{where}", status_code=303)
+    return _code_page(request, session, step)
 
 
 @router.post("/rendez-vous/r/{token}/code", summary="Public booking page: confirm the booking")
-def confirm(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    settings = _settings(request)
-    rules = booking_rules.current(session)
-    embed = _embed(request, _text(form, "embed", 4))
-    hold = _hold_or_gone(request, session, token, rules, embed)
-    if isinstance(hold, Response):
-        return hold
-    if not _form_ok(request, hold, form):
-        return _page(request, rules, "booking-expired.html", {}, 403, embed=embed)
-    language = page_language(request)
+def confirm(request: Request, session: SessionDep, step: PostedStep) -> Response:
+    if isinstance(step, Response):
+        return step
+    language = step.language
     try:
         booked = booking_flow.confirm(
-            session, _actor(request, hold.id), settings, token, _text(form, "code", 20), now=_now()
+            session,
+            _actor(request, step.hold.id),
+            _settings(request),
+            step.token,
+            _text(step.form, "code", 20),
+            now=_now(),
         )
     except booking_flow.WrongCode as exc:
         session.commit()  # the failed try counts
         return _code_page(
-            request,
-            session,
-            rules,
-            token,
-            hold,
-            embed=embed,
-            error=exc.message(language),
-            status=exc.status_code,
+            request, session, step, error=exc.message(language), status=exc.status_code
         )
     except holds.HoldExpired:
         session.commit()
-        _slot_cache(request).invalidate()
-        return _page(request, rules, "booking-expired.html", {}, 410, embed=embed)
+        return _expired(request, step.rules, step.embed, 410)
     except SlotGone as exc:
         session.commit()  # the hold given back
-        _slot_cache(request).invalidate()
-        return _page(
-            request,
-            rules,
-            "booking-taken.html",
-            {
-                "message": exc.message(language),
-                "alternatives": exc.alternatives,
-                "who": FIRST_FREE,
-                "what": hold.visit_type,
-            },
-            409,
-            embed=embed,
-        )
+        taken: dict[str, object] = {
+            "message": exc.message(language),
+            "alternatives": exc.alternatives,
+            "who": FIRST_FREE,
+            "what": step.hold.visit_type,
+        }
+        return _page(request, step.rules, "booking-taken.html", taken, 409, embed=step.embed)
     except DomainError as exc:
         session.rollback()
-        refreshed = holds.find_hold(session, token) or hold
+        refreshed = holds.find_hold(session, step.token) or step.hold
+        again = HeldStep(step.token, refreshed, step.rules, step.embed, language, step.form)
         return _code_page(
-            request,
-            session,
-            rules,
-            token,
-            refreshed,
-            embed=embed,
-            error=exc.message(language),
-            status=exc.status_code,
+            request, session, again, error=exc.message(language), status=exc.status_code
         )
-    practitioner = session.get(Practitioner, booked.appointment.practitioner_id)
-    return _page(
-        request,
-        rules,
-        "booking-done.html",
-        {
-            "appointment": booked.appointment,
-            "practitioner": practitioner,
-            "questionnaire": booked.questionnaire_sent,
-        },
-        embed=embed,
-    )
+    done: dict[str, object] = {
+        "appointment": booked.appointment,
+        "practitioner": session.get(Practitioner, booked.appointment.practitioner_id),
+        "questionnaire": booked.questionnaire_sent,
+    }
+    return _page(request, step.rules, "booking-done.html", done, embed=step.embed)
 
 
 @router.post("/rendez-vous/r/{token}/annuler", summary="Public booking page: give the slot back")
-def give_back(request: Request, session: SessionDep, token: Token, form: PostedForm) -> Response:
-    rules = booking_rules.current(session)
-    embed = _embed(request, _text(form, "embed", 4))
-    hold = holds.find_hold(session, token, for_update=True)
-    if hold is not None and _form_ok(request, hold, form):
-        holds.release(session, _actor(request, hold.id), hold, _now(), "patient")
-        session.commit()
-        _slot_cache(request).invalidate()
-        who = FIRST_FREE
-        return RedirectResponse(
-            f"/rendez-vous/creneaux{_query(request, embed, praticien=who, motif=hold.visit_type)}",
-            status_code=303,
-        )
-    return _page(request, rules, "booking-expired.html", {}, 410, embed=embed)
+def give_back(request: Request, session: SessionDep, step: PostedStep) -> Response:
+    if isinstance(step, Response):
+        return step
+    hold = holds.find_hold(session, step.token, for_update=True) or step.hold
+    holds.release(session, _actor(request, hold.id), hold, _now(), "patient")
+    where = _query(request, step.embed, praticien=FIRST_FREE, motif=hold.visit_type)
+    return RedirectResponse(f"/rendez-vous/creneaux{where}", status_code=303)
