@@ -1,12 +1,21 @@
 """Time to draw the agenda's week grid in a real browser: 3 practitioners, 200 appointments.
 
 Goal (issue 18): under 300 ms in the browser. Measured by the page itself with User Timing
-entries (``app/web/static/agenda-grid.js``): ``agenda-grid:render`` spans the calendar's first
-render on page load (creation to the last event drawn, layout included), and each
-``window.accueilAgendaGrid.measure()`` draws the same data again in a fresh calendar
-(``agenda-grid:redraw``). Debian's chromium driven by Playwright, against the app served on
-loopback. Both the first render and the median redraw must stay under the goal. Without
-chromium the suite reports nothing and says why.
+entries (``app/web/static/agenda-grid.js``):
+
+- ``agenda-grid:render`` spans the calendar's first render on page load, from the start of the
+  calendar's creation to the last event drawn (layout included). Each page load is made in a
+  fresh browser context (its own renderer process and HTTP cache: the vendored bundle is
+  fetched and compiled again, nothing is warm), signed in with the same session cookie;
+  ``PAGE_LOADS`` loads, the median is checked against the goal.
+- the time from the navigation's start to the same mark (server time, HTML, scripts, the
+  first paint of the page, then the grid) is reported for information.
+- each ``window.accueilAgendaGrid.measure()`` draws the same data again in a fresh calendar
+  on the last page (``agenda-grid:redraw``): a warm redraw; its median is checked too.
+
+Every measure checks that all 200 appointment blocks were in the grid when it was taken.
+Debian's chromium driven by Playwright, against the app served on loopback. Without chromium
+the suite reports nothing and says why.
 """
 
 import secrets
@@ -18,6 +27,7 @@ import threading
 import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import uvicorn
@@ -38,8 +48,20 @@ from models.patients import PatientCreate, Sex
 from models.practice import Practitioner, WorkingHours
 from models.users import Role
 
+if TYPE_CHECKING:  # the browser is imported only when the suite runs
+    from playwright.sync_api import Browser, BrowserContext, StorageState
+
 GOAL_MS = 300
 APPOINTMENTS = 200
+PAGE_LOADS = 5  # cold page loads, each in a fresh browser context
+FIRST_RENDER = """() => {
+  const [render] = performance.getEntriesByName("agenda-grid:render", "measure");
+  return {
+    ms: render.duration,
+    fromNavigation: render.startTime + render.duration,
+    drawn: window.accueilAgendaGrid.drawn,
+  };
+}"""
 PASSWORD = secrets.token_urlsafe(16)  # a throwaway account in a throwaway database
 ACTOR = Actor(kind=ActorKind.system, id="benchmark", name="benchmark")
 
@@ -118,6 +140,14 @@ def _serve(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def _context(browser: "Browser", signed_in: "StorageState | None" = None) -> "BrowserContext":
+    """A fresh browser context (its own renderer, HTTP cache and compiled code), signed in when
+    given a saved session."""
+    return browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="fr-FR", storage_state=signed_in
+    )
+
+
 def run(report: Report, repeats: int = 15) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
@@ -143,34 +173,49 @@ def run(report: Report, repeats: int = 15) -> None:
                 browser = playwright.chromium.launch(
                     executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
                 )
-                page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fr-FR")
-                page.goto(f"{base}/agenda?date={monday.isoformat()}&view=week")
+                url = f"{base}/agenda?date={monday.isoformat()}&view=week"
+                context = _context(browser)
+                page = context.new_page()
+                page.goto(url)
                 page.get_by_label("Identifiant").fill("secretaire")
                 page.get_by_label("Mot de passe").fill(PASSWORD)
                 page.get_by_label("Mot de passe").press("Enter")
                 page.wait_for_selector("#agenda-grid-section[data-ready='1']")
-                [first] = page.evaluate(
-                    'performance.getEntriesByName("agenda-grid:render", "measure")'
-                    ".map(e => e.duration)"
-                )
+                signed_in = context.storage_state()
+                context.close()
+                firsts = []
+                for _ in range(PAGE_LOADS):
+                    context = _context(browser, signed_in)
+                    page = context.new_page()
+                    page.goto(url)
+                    page.wait_for_selector("#agenda-grid-section[data-ready='1']")
+                    firsts.append(page.evaluate(FIRST_RENDER))
+                    if len(firsts) < PAGE_LOADS:
+                        context.close()
                 runs = [page.evaluate("window.accueilAgendaGrid.measure()") for _ in range(repeats)]
                 browser.close()
         finally:
             server.should_exit = True
             thread.join(timeout=10)
             app.state.engine.dispose()
-    drawn = {r["appointments"] for r in runs}
+    drawn = {r["appointments"] for r in runs} | {f["drawn"] for f in firsts}
     assert drawn == {APPOINTMENTS}, drawn
+    label = f"agenda week grid, 3 practitioners × {APPOINTMENTS} appointments"
+    first = sorted(float(f["ms"]) for f in firsts)
+    report.add(
+        Measure(f"{label}: first render on page load, median ({PAGE_LOADS} cold loads)",
+                statistics.median(first), "ms", f"< {GOAL_MS} ms",
+                statistics.median(first) < GOAL_MS)
+    )  # fmt: skip
+    report.add(Measure(f"{label}: first render on page load, worst", first[-1], "ms"))
+    from_navigation = statistics.median(float(f["fromNavigation"]) for f in firsts)
+    report.add(
+        Measure(f"{label}: navigation start to grid drawn, median", from_navigation, "ms")
+    )  # fmt: skip
     values = sorted(float(r["ms"]) for r in runs)
     median = statistics.median(values)
-    worst = values[-1]
-    label = f"agenda week grid, 3 practitioners × {APPOINTMENTS} appointments"
     report.add(
-        Measure(f"{label}: first render (page load)", first, "ms", f"< {GOAL_MS} ms",
-                first < GOAL_MS)
-    )  # fmt: skip
-    report.add(
-        Measure(f"{label}: render median ({repeats} runs)", median, "ms", f"< {GOAL_MS} ms",
+        Measure(f"{label}: redraw median ({repeats} runs)", median, "ms", f"< {GOAL_MS} ms",
                 median < GOAL_MS)
     )  # fmt: skip
-    report.add(Measure(f"{label}: render worst ({repeats} runs)", worst, "ms"))
+    report.add(Measure(f"{label}: redraw worst ({repeats} runs)", values[-1], "ms"))

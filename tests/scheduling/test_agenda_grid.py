@@ -1,5 +1,7 @@
 """The time grid's server side: its JSON data, moves and resizes from the grid, the day sheet."""
 
+import json
+import re
 from datetime import date, datetime, time, timedelta
 
 import pytest
@@ -233,6 +235,35 @@ def test_agenda_page_carries_the_grid_and_keeps_the_list_fallback(logged_in, db,
     assert f'data-url="/agenda/grid?view=day&amp;date={monday.date().isoformat()}"' in html
     assert "agenda-table" in html  # the list view, for browsers without JavaScript
     assert "<script>" not in html  # strict CSP: no inline script
+
+
+def _embedded_grid(html: str) -> dict:
+    found = re.search(
+        r'<script type="application/json" id="agenda-grid-data">(.*?)</script>', html, re.S
+    )
+    assert found, "the agenda page carries no grid data"
+    return json.loads(found.group(1))
+
+
+def test_agenda_page_embeds_the_grid_data_of_its_first_draw(logged_in, db, practice) -> None:
+    monday = next_monday()
+    hostile = "</script><script>alert(1)</script> & co"
+    appointment_id = _book(db, practice, monday, reason=hostile)
+    client = logged_in("secretaire")
+    params = {"date": monday.date().isoformat(), "view": "week"}
+    html = client.get("/agenda", params=params, headers={"accept": "text/html"}).text
+
+    assert "<script>alert(1)" not in html  # the JSON cannot close its script element
+    embedded = _embedded_grid(html)
+    fetched = _grid(client, **params)
+    embedded.pop("now"), fetched.pop("now")
+    assert embedded == fetched  # the same document as GET /agenda/grid
+    [event] = _kinds(embedded, "appointment")
+    assert event["id"] == f"a{appointment_id}" and event["extendedProps"]["reason"] == hostile
+    assert [r["id"] for r in embedded["resources"]] == [
+        str(practice.practitioner),
+        str(practice.other_practitioner),
+    ]  # every practitioner in week view, as the grid's own request
 
 
 def test_print_sheet_has_one_section_per_practitioner(logged_in, db, practice) -> None:

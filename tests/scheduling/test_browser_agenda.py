@@ -59,7 +59,6 @@ def test_secretary_books_a_free_slot_with_the_keyboard(browser_page, db: Session
 
 
 DESKTOP = {"width": 1280, "height": 900}
-RENDER_SANITY_MS = 5000  # a generous bound; the < 300 ms goal is reported by the benchmark
 
 
 def _grid_practice(db: Session) -> tuple[int, int, int, datetime]:
@@ -262,25 +261,54 @@ def add_week_of_appointments(db: Session, monday: datetime, count: int = 200) ->
 
 
 RENDER_ENTRIES = """name => performance.getEntriesByName(name, "measure").map(e => e.duration)"""
+FIRST_RENDER = """() => {
+  const grid = window.accueilAgendaGrid;
+  const [mark] = performance.getEntriesByName("agenda-grid:render-end", "mark");
+  return {drawn: grid.drawn, appointments: grid.appointments, renderMs: grid.renderMs,
+          fromNavigation: mark.startTime};
+}"""
 
 
 def test_grid_renders_three_practitioners_a_week_with_200_appointments(
     browser_page, db: Session, staff, record_property
 ) -> None:
-    """The render time is measured by the page itself (User Timing marks around the
-    calendar's first render, layout included) and reported; the < 300 ms goal is checked by
-    ``python -m benchmarks agenda_grid``, the bound here only catches a broken measure."""
+    """The page measures its first render (User Timing, from the start of the calendar's
+    creation to the last event drawn) once every block is drawn; this test checks the drawing
+    is complete when the measure is taken and records the time. The < 300 ms goal is checked
+    by ``python -m benchmarks agenda_grid``, not here: a timing bound would fail on a loaded
+    machine without anything being wrong."""
     monday = next_monday()
     add_week_of_appointments(db, monday)
     page = browser_page
+    grid_requests: list[str] = []
+    page.on("request", lambda r: grid_requests.extend([r.url] if "/agenda/grid" in r.url else []))
     _open_grid(page, monday, view="week")
+    assert grid_requests == []  # the first week's data came embedded in the page
     assert page.locator(".ec-event.appointment").count() == 200
-    [first] = page.evaluate(RENDER_ENTRIES, "agenda-grid:render")
-    assert first == page.evaluate("window.accueilAgendaGrid.renderMs")
+    first = page.evaluate(FIRST_RENDER)
+    assert first["drawn"] == first["appointments"] == 200  # all drawn when measured
+    assert page.locator("#agenda-grid-section").get_attribute("data-drawn") == "200"
+    assert page.evaluate(RENDER_ENTRIES, "agenda-grid:render") == [first["renderMs"]]
+    assert first["fromNavigation"] >= first["renderMs"] > 0
     measured = page.evaluate("window.accueilAgendaGrid.measure()")
     assert measured["appointments"] == 200
     assert page.evaluate(RENDER_ENTRIES, "agenda-grid:redraw") == [measured["ms"]]
-    record_property("agenda_grid_first_render_ms", round(first, 1))
+    record_property("agenda_grid_first_render_ms", round(first["renderMs"], 1))
+    record_property("agenda_grid_navigation_to_drawn_ms", round(first["fromNavigation"], 1))
     record_property("agenda_grid_redraw_ms", round(measured["ms"], 1))
-    print(f"grid render: first {first:.0f} ms, again {measured['ms']:.0f} ms (goal < 300 ms)")
-    assert 0 < first < RENDER_SANITY_MS and 0 < measured["ms"] < RENDER_SANITY_MS
+    print(
+        f"grid render: first {first['renderMs']:.0f} ms "
+        f"({first['fromNavigation']:.0f} ms from navigation), "
+        f"again {measured['ms']:.0f} ms (goal < 300 ms, checked by the benchmark)"
+    )
+
+
+def test_a_day_with_nothing_to_draw_is_still_drawn(browser_page, db: Session, staff) -> None:
+    """A Sunday (no hours, no appointment): the grid has no event at all, and is drawn."""
+    add_practitioner(db, "Martin")
+    db.commit()
+    sunday = next_monday() - timedelta(days=1)
+    page = browser_page
+    _open_grid(page, sunday)
+    assert page.locator(".ec-event").count() == 0
+    assert page.locator("#agenda-grid-section").get_attribute("data-drawn") == "0"

@@ -173,6 +173,15 @@ def agenda_page(
     grid_params = {"practitioner": chosen_id, "view": view, "date": shown_day.isoformat()}
     if cancelled == "1":
         grid_params["cancelled"] = "1"
+    # The grid shows every practitioner in week view too, unless one was chosen; its first
+    # week's data travels in the page, so the grid draws without a second request.
+    grid_data = (
+        _grid_data(
+            request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language
+        )
+        if practitioners
+        else None
+    )
     if chosen_id is not None:
         active_practitioners(session, chosen_id)  # an unknown practitioner is a clear 404
     elif view == "week":
@@ -219,8 +228,8 @@ def agenda_page(
             "link": link,
             "previous_day": shown_day - step,
             "next_day": shown_day + step,
-            # The grid shows every practitioner in week view too, unless one was chosen.
             "grid_query": urlencode({k: v for k, v in grid_params.items() if v}),
+            "grid_data": grid_data,
             "grid_messages": json.dumps(
                 {key: translate(language, f"agenda.grid.{key}") for key in GRID_MESSAGES}
             ),
@@ -594,6 +603,37 @@ def grid_json_data(grid: AgendaGrid, tz: ZoneInfo, language: str) -> dict[str, A
     }
 
 
+def _grid_data(
+    request: Request,
+    user: User,
+    session: Session,
+    tz: ZoneInfo,
+    chosen_id: int | None,
+    shown_day: date,
+    view: Literal["day", "week"],
+    include_cancelled: bool,
+    language: str,
+) -> dict[str, Any]:
+    """The grid's JSON for one day or the week around ``shown_day``: GET /agenda/grid, and the
+    copy embedded in the agenda page for its first draw."""
+    practitioners = active_practitioners(session, chosen_id)
+    days = (
+        [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
+        if view == "week"
+        else [shown_day]
+    )
+    grid = agenda_grid(
+        session,
+        user_actor(request, user),
+        tz,
+        practitioners=practitioners,
+        days=days,
+        include_cancelled=include_cancelled,
+        language=language,
+    )
+    return grid_json_data(grid, tz, language)
+
+
 @router.get("/grid", summary="Time-grid data: practitioners, appointments, free slots")
 def grid_json(
     request: Request,
@@ -614,22 +654,10 @@ def grid_json(
         raise InvalidInput(
             translate("fr", "agenda.grid.bad_query"), translate("en", "agenda.grid.bad_query")
         )
-    practitioners = active_practitioners(session, chosen_id)
-    days = (
-        [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
-        if view == "week"
-        else [shown_day]
+    data = _grid_data(
+        request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language
     )
-    grid = agenda_grid(
-        session,
-        user_actor(request, user),
-        tz,
-        practitioners=practitioners,
-        days=days,
-        include_cancelled=cancelled == "1",
-        language=language,
-    )
-    return JSONResponse(grid_json_data(grid, tz, language), headers={"Cache-Control": "no-store"})
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
 class GridMove(BaseModel):
