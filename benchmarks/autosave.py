@@ -15,8 +15,14 @@ phases on the same server:
 The paced phase runs three times per database (the goal: three runs out of three). Beside
 the wall-clock numbers, which the machine's other work disturbs, the report gives the server
 process's CPU time per autosave (from ``/proc``), which does not depend on how loaded the
-machine is as much, and the server's own output is kept beside the report
+machine is as much, the client's own CPU per autosave, and the machine's load after each
+phase; the server's own output is kept beside the report
 (``reports/autosave-server-<database>.log``).
+
+The patients' browsers are a hand-written HTTP/1.1 client (``AutosaveClient``): the client
+shares the two cores with the server, and httpx cost about five times its CPU per request.
+Setting up the patients (open the link, confirm the birth date) still uses httpx, outside
+any measured phase.
 
 Transport errors (a connection reset, a timeout) count as errors of the phase, by kind, and
 never stop the run. The ``httpx.ReadError`` that once crashed the saturation phase was a
@@ -25,18 +31,19 @@ keep-alive race, reproduced on its own: uvicorn closes a connection idle for 5 s
 so a request sent on a connection at the moment the server's timer fired was refused, and
 the busier the event loop, the wider that window (its timers run before the data that
 arrived is read: closing with unread bytes sends a reset). The client now drops idle
-connections after 2 s, before the server does, as a reverse proxy in front of the app must.
+connections after 2 s, before the server does, as a reverse proxy in front of the app must
+(``benchmarks.load.CLIENT_KEEPALIVE_SECONDS``, which the hand-written client keeps too).
 """
 
 import asyncio
+import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +56,9 @@ from sqlmodel import Session
 from app.services.core.audit import Actor
 from app.services.preconsultation import links as pc
 from app.services.preconsultation.questionnaires import import_bundled
-from benchmarks.report import REPORTS_DIR, Measure, Report, percentile
+from benchmarks import load
+from benchmarks.load import CLIENT_KEEPALIVE_SECONDS, Answer, Phase
+from benchmarks.report import REPORTS_DIR, Measure, Report, load_average, percentile
 from models.appointments import Appointment
 from models.audit import ActorKind
 from models.db import make_engine
@@ -63,17 +72,9 @@ PACED_RATE = 200.0  # autosaves started per second in the paced phase
 PACED_SECONDS = 15.0
 PACED_RUNS = 3  # the goal is met in every one of them
 START_SECONDS = 300.0
-# Below uvicorn's 5 s keep-alive timeout: the client, not the server, closes idle connections.
-CLIENT_KEEPALIVE_SECONDS = 2.0
 SECRET = "benchmark-secret"  # noqa: S105 (a throwaway database)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ACTOR = Actor(kind=ActorKind.system, name="benchmark")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _prepare(url: str) -> list[str]:
@@ -103,8 +104,21 @@ def _prepare(url: str) -> list[str]:
     return paths
 
 
-async def _patient(client: httpx.AsyncClient, path: str) -> tuple[dict[str, str], str]:
-    """Open the link, confirm the birth date, return the headers autosave needs."""
+@dataclass
+class Patient:
+    """One patient's browser: the link, the headers an autosave carries (the session cookie
+    among them, kept up to date from the answers' ``Set-Cookie``), and its keep-alive
+    connections."""
+
+    path: str
+    headers: dict[str, str]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(
+        default_factory=list
+    )
+
+
+async def _patient(client: httpx.AsyncClient, path: str) -> Patient:
+    """Open the link, confirm the birth date, return what autosaves need."""
     page = (await client.get(path, headers={"accept": "text/html"})).text
 
     def field(marker: str, html: str) -> str:
@@ -121,10 +135,12 @@ async def _patient(client: httpx.AsyncClient, path: str) -> tuple[dict[str, str]
     step = (await client.get(f"{path}/etape/1", headers={"accept": "text/html"})).text
     headers = {
         "accept": "application/json",
+        "content-type": "application/json",
         "x-link-csrf": field('name="link_csrf" value="', step),
         "x-csrf-token": field('name="csrf-token" content="', step),
+        "cookie": "; ".join(f"{name}={value}" for name, value in client.cookies.items()),
     }
-    return headers, path
+    return Patient(path, headers)
 
 
 def _body(counter: int) -> dict[str, dict[str, str]]:
@@ -134,119 +150,122 @@ def _body(counter: int) -> dict[str, dict[str, str]]:
     return {"answers": {"motif": motif}}
 
 
-@dataclass
-class Phase:
-    """One phase's answers: latencies (ms), errors by kind, duration and the server's CPU."""
+class AutosaveClient:
+    """The patients' browsers, as light as HTTP/1.1 allows: keep-alive connections per
+    patient and a request written by hand. On the 2-core reference machine httpx spent
+    about 0.9 ms of CPU per autosave and this client about 0.2 ms (one save after the other,
+    same server): CPU taken from the server it shares the cores with. The shared
+    ``RawClient`` of ``benchmarks.load`` sends GET requests only."""
 
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
-    server_cpu: float = 0.0  # seconds of CPU the server process used during the phase
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
 
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+    async def _connection(
+        self, patient: Patient
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        now = time.monotonic()
+        while patient.idle:
+            reader, writer, since = patient.idle.pop()
+            if now - since < CLIENT_KEEPALIVE_SECONDS and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
 
-    @property
-    def cpu_ms_per_request(self) -> float:
-        """Per answered autosave: a request that timed out before reaching the server cost
-        it nothing."""
-        answered = len(self.latencies) - sum(self.errors.values())
-        return self.server_cpu / answered * 1000 if answered > 0 else 0.0
+    async def save(self, patient: Patient, counter: int) -> Answer:
+        reader, writer = await self._connection(patient)
+        try:
+            answer = await asyncio.wait_for(
+                self._exchange(reader, writer, patient, counter), self.timeout
+            )
+        except BaseException:
+            writer.close()
+            raise
+        if answer.headers.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            patient.idle.append((reader, writer, time.monotonic()))
+        return answer
 
-    def error_text(self) -> str:
-        return ", ".join(f"{kind} ×{n}" for kind, n in self.errors.most_common()) or "none"
+    async def _exchange(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        patient: Patient,
+        counter: int,
+    ) -> Answer:
+        body = json.dumps(_body(counter)).encode()
+        lines = [
+            f"POST {patient.path}/answers HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in patient.headers.items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        found: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            key = name.strip().lower()
+            if key == "set-cookie":  # the session changed: the browser keeps the new one
+                _keep_cookie(patient, value.strip())
+            elif key:
+                found[key] = value.strip()
+        if "content-length" not in found:  # an autosave's answer is one JSON document
+            raise ValueError("an answer without Content-Length")
+        length = int(found["content-length"])
+        content = await reader.readexactly(length) if length else b""
+        return Answer(int(status_line.split(" ", 2)[1]), found, content)
 
-
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, every thread included (Linux ``/proc``; zero
-    where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _save(
-    client: httpx.AsyncClient, patient: tuple[dict[str, str], str], counter: int, phase: Phase
-) -> None:
-    """One autosave; a transport error (reset, timeout) is an error of the phase, by kind."""
-    headers, path = patient
-    started = time.perf_counter()
-    try:
-        response = await client.post(f"{path}/answers", json=_body(counter), headers=headers)
-        if response.status_code != 200:
-            phase.errors[f"HTTP {response.status_code}"] += 1
-    except httpx.HTTPError as exc:
-        phase.errors[type(exc).__name__] += 1
-    phase.latencies.append((time.perf_counter() - started) * 1000)
-
-
-async def _paced(
-    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]], pid: int
-) -> Phase:
-    """Start an autosave every 1/PACED_RATE s, never waiting for earlier answers."""
-    phase = Phase()
-    total = int(PACED_RATE * PACED_SECONDS)
-    cpu = process_cpu_seconds(pid)
-    started = time.perf_counter()
-    tasks = []
-    for n in range(total):
-        delay = started + n / PACED_RATE - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        k = n % len(patients)
-        tasks.append(asyncio.create_task(_save(clients[k], patients[k], n, phase)))
-    await asyncio.gather(*tasks)
-    phase.elapsed = time.perf_counter() - started
-    phase.server_cpu = process_cpu_seconds(pid) - cpu
-    return phase
-
-
-async def _saturation(
-    clients: list[httpx.AsyncClient], patients: list[tuple[dict[str, str], str]], pid: int
-) -> Phase:
-    """CONCURRENCY patients saving back to back for DURATION_SECONDS."""
-    phase = Phase()
-    deadline = time.perf_counter() + DURATION_SECONDS
-    counter = 0
-
-    async def worker(index: int) -> None:
-        nonlocal counter
-        while time.perf_counter() < deadline:
-            k = (index + counter) % len(patients)
-            counter += 1
-            await _save(clients[k], patients[k], counter, phase)
-
-    cpu = process_cpu_seconds(pid)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
-    phase.elapsed = time.perf_counter() - started
-    phase.server_cpu = process_cpu_seconds(pid) - cpu
-    return phase
+    async def close(self, patients: list[Patient]) -> None:
+        for patient in patients:
+            for _, writer, _ in patient.idle:
+                writer.close()
+            patient.idle.clear()
 
 
-async def _drive(base: str, paths: list[str], pid: int) -> dict[str, list[Phase]]:
+def _keep_cookie(patient: Patient, set_cookie: str) -> None:
+    name, _, value = set_cookie.split(";", 1)[0].partition("=")
+    cookies = dict(
+        part.strip().split("=", 1) for part in patient.headers["cookie"].split(";") if "=" in part
+    )
+    cookies[name.strip()] = value.strip()
+    patient.headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
+async def _drive(base: str, paths: list[str], pid: int) -> dict[str, list[tuple[Phase, float]]]:
+    """The saturation phase, then the paced runs; each phase with the machine's 1-minute
+    load average at its end (the other work the 2 cores did meanwhile)."""
     limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
-    clients = [httpx.AsyncClient(base_url=base, timeout=10, limits=limits) for _ in paths]
-    try:
-        patients = [await _patient(c, p) for c, p in zip(clients, paths, strict=True)]
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as setup:
+        patients = []
+        for path in paths:
+            setup.cookies.clear()  # one browser per patient
+            patients.append(await _patient(setup, path))
         # One autosave first, with time to spare: it waits for the free-text pipeline the
         # server builds at start-up (seconds), which a practice pays once, not per answer.
-        headers, path = patients[0]
-        await clients[0].post(f"{path}/answers", json=_body(0), headers=headers, timeout=180)
-        saturation = await _saturation(clients, patients, pid)
+        first = patients[0]
+        await setup.post(f"{first.path}/answers", json=_body(0), headers=first.headers, timeout=180)
+    url = httpx.URL(base)
+    client = AutosaveClient(url.host, url.port or 80)
+
+    def request(n: int) -> Awaitable[Answer]:
+        return client.save(patients[n % len(patients)], n)
+
+    try:
+        saturation = await load.saturation(CONCURRENCY, DURATION_SECONDS, request, pid)
+        phases = {"saturation": [(saturation, load_average()[0])], "paced": []}
         # Paced next: the server is warm (caches filled, pool open), as in a practice.
-        paced = [await _paced(clients, patients, pid) for _ in range(PACED_RUNS)]
-        return {"saturation": [saturation], "paced": paced}
+        for _ in range(PACED_RUNS):
+            paced = await load.paced(PACED_RATE, PACED_SECONDS, request, pid)
+            phases["paced"].append((paced, load_average()[0]))
+        return phases
     finally:
-        for client in clients:
-            await client.aclose()
+        await client.close(patients)
 
 
 def _serve(url: str, data_dir: Path, log: IO[bytes]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = load.free_port()
     env = {
         **os.environ,
         "ACCUEIL_DATABASE_URL": url,
@@ -280,6 +299,23 @@ def _serve(url: str, data_dir: Path, log: IO[bytes]) -> tuple[subprocess.Popen, 
     raise RuntimeError(f"the server did not start (its output: {log.name})")
 
 
+def _errors_text(phase: Phase) -> str:
+    """Transport errors by kind, then answers other than 200 by status."""
+    statuses = [f"HTTP {status} ×{n}" for status, n in phase.statuses.items() if status != 200]
+    return ", ".join([*([phase.error_text()] if phase.errors else []), *statuses]) or "none"
+
+
+def _cpu_rows(report: Report, what: str, phase: Phase) -> None:
+    """CPU per answered autosave: the server's (every thread, from ``/proc``), which the
+    machine's other work disturbs less than wall-clock time, and this client's."""
+    report.add(
+        Measure(f"autosave {what} server CPU per answered autosave", phase.server_cpu_ms, "ms")
+    )
+    report.add(
+        Measure(f"autosave {what} client CPU per answered autosave", phase.client_cpu_ms, "ms")
+    )
+
+
 def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
     paths = _prepare(url)
     REPORTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -292,11 +328,11 @@ def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
             server.terminate()
             server.wait(timeout=20)
     met_runs = 0
-    for n, phase in enumerate(phases["paced"], start=1):
+    for n, (phase, machine_load) in enumerate(phases["paced"], start=1):
         run = f"run {n}/{PACED_RUNS}"
         p50, p99 = percentile(phase.latencies, 50), percentile(phase.latencies, 99)
         kept = phase.rate >= PACED_RATE * 0.98  # the schedule's own jitter aside
-        errors = sum(phase.errors.values())
+        errors = phase.unexpected()
         met_runs += kept and p99 <= 100 and errors == 0
         report.add(
             Measure(
@@ -313,19 +349,16 @@ def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
         )
         report.add(
             Measure(
-                f"autosave paced errors ({label}, {run}: {phase.error_text()})",
+                f"autosave paced errors ({label}, {run}: {_errors_text(phase)})",
                 errors,
                 "",
                 "0",
                 errors == 0,
             )
         )
+        _cpu_rows(report, f"paced ({label}, {run})", phase)
         report.add(
-            Measure(
-                f"autosave paced server CPU per answered autosave ({label}, {run})",
-                phase.cpu_ms_per_request,
-                "ms",
-            )
+            Measure(f"machine load, 1 min, after the paced {run} ({label})", machine_load, "")
         )
     report.add(
         Measure(
@@ -336,7 +369,7 @@ def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
             met_runs == PACED_RUNS,
         )
     )
-    phase = phases["saturation"][0]
+    phase, _ = phases["saturation"][0]
     report.add(
         Measure(
             f"autosave saturation throughput ({label}, {CONCURRENCY} patients)",
@@ -348,23 +381,17 @@ def _measure(report: Report, label: str, url: str, data_dir: Path) -> None:
     )
     report.add(Measure(f"autosave saturation p50 ({label})", percentile(phase.latencies, 50), "ms"))
     report.add(Measure(f"autosave saturation p99 ({label})", percentile(phase.latencies, 99), "ms"))
-    errors = sum(phase.errors.values())
+    errors = phase.unexpected()
     report.add(
         Measure(
-            f"autosave saturation errors ({label}: {phase.error_text()})",
+            f"autosave saturation errors ({label}: {_errors_text(phase)})",
             errors,
             "",
             "0",
             errors == 0,
         )
     )
-    report.add(
-        Measure(
-            f"autosave saturation server CPU per answered autosave ({label})",
-            phase.cpu_ms_per_request,
-            "ms",
-        )
-    )
+    _cpu_rows(report, f"saturation ({label})", phase)
     report.sections.append(
         f"Autosave ({label}): the server's output is in `{log_path.name}` beside this report."
     )

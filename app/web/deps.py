@@ -178,8 +178,10 @@ class RoleGuard:
         return f"RoleGuard({', '.join(sorted(self.roles))})"
 
 
-def public() -> None:
-    """Marks a route as open to anyone; routes without a guard or this mark fail at start-up."""
+async def public() -> None:
+    """Marks a route as open to anyone; routes without a guard or this mark fail at start-up.
+    A coroutine, so that FastAPI calls it on the event loop: a plain function would be sent
+    to a worker thread, a thread hop per public request for a mark that does nothing."""
 
 
 ANY_STAFF = RoleGuard(Role.secretary, Role.physician, Role.admin)

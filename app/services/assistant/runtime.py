@@ -29,7 +29,6 @@ from agents.models import (
 )
 from agents.policy import allowed_tools
 from agents.scripted_model import ScriptedChatModel
-from agents.secretary import build_secretary_agent, load_tools, open_sessions
 from agents.turns import Decision, TurnEvent, stream_turn, tool_summary, turn_input
 from app.config.settings import Settings
 from app.services.assistant.action_preview import long_date
@@ -250,6 +249,10 @@ class Assistant:
     async def _agent(self, user: User, *, read_only: bool = False) -> AsyncIterator[Any]:
         """The user's agent, its MCP client sessions open while the block runs. Agents are
         compiled once per user and model; reading a conversation's state loads no model."""
+        # LangChain's agent factory (and the LangGraph graph it builds on) is imported with
+        # the first turn, not when the server starts: over half a second of CPU.
+        from agents.secretary import build_secretary_agent, load_tools, open_sessions
+
         servers = self.servers.for_user(user.id or 0, user.username)
         model = self._reader if read_only else self.chat_model(await self.amodel_choice())
         key = (user.id, user.username, user.full_name, user.role, id(model))

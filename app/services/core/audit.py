@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from models.audit import ActorKind, AuditEvent
+from models.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,29 @@ class Actor:
         return cls(kind=ActorKind.system, name=name)
 
 
+def _columns(
+    actor: Actor,
+    action: str,
+    record_type: str | None,
+    record_id: int | str | None,
+    patient_id: int | None,
+    outcome: str,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "actor_kind": actor.kind,
+        "actor_id": actor.id,
+        "actor_name": actor.name,
+        "action": action,
+        "record_type": record_type,
+        "record_id": None if record_id is None else str(record_id),
+        "patient_id": patient_id,
+        "client_address": actor.address,
+        "outcome": outcome,
+        "details": details or {},
+    }
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -37,19 +61,31 @@ def record(
 ) -> AuditEvent:
     """Append one event; it is committed with the caller's transaction."""
     event = AuditEvent(
-        actor_kind=actor.kind,
-        actor_id=actor.id,
-        actor_name=actor.name,
-        action=action,
-        record_type=record_type,
-        record_id=None if record_id is None else str(record_id),
-        patient_id=patient_id,
-        client_address=actor.address,
-        outcome=outcome,
-        details=details or {},
+        **_columns(actor, action, record_type, record_id, patient_id, outcome, details)
     )
     session.add(event)  # written with the caller's next flush or commit: no early write lock
     return event
+
+
+_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]  # SQLModel's table
+
+
+def record_now(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    record_type: str | None = None,
+    record_id: int | str | None = None,
+    patient_id: int | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """``record``, written at once by one INSERT without an ORM object, for a hot path that
+    writes right before its commit anyway (an autosave): the same event, committed or
+    rolled back with the caller's transaction."""
+    columns = _columns(actor, action, record_type, record_id, patient_id, outcome, details)
+    session.connection().execute(_INSERT, {**columns, "occurred_at": utcnow()})
 
 
 @dataclass(frozen=True)

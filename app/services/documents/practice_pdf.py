@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fpdf import FPDF
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 # Debian's fonts-dejavu-core (installed with chromium and most desktops); fpdf2 embeds a subset.
 FONT_DIRS = (
@@ -51,25 +53,33 @@ def latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-class PracticePDF(FPDF):
-    """A4 pages with the practice's name and page numbers in the footer."""
+@lru_cache(maxsize=1)
+def practice_pdf_class() -> "type[FPDF]":
+    """The PDF class: fpdf2 (with fontTools and Pillow, over a second of CPU) is imported
+    with the first PDF made, not when the server starts."""
+    from fpdf import FPDF
 
-    practice = ""
+    class PracticePDF(FPDF):
+        """A4 pages with the practice's name and page numbers in the footer."""
 
-    def footer(self) -> None:
-        self.set_y(-15)
-        self.set_font(self.font_family, "", 8)
-        self.set_text_color(110)
-        self.cell(0, 8, f"{self.practice} · {self.page_no()}/{{nb}}", align="C")
+        practice = ""
+
+        def footer(self) -> None:
+            self.set_y(-15)
+            self.set_font(self.font_family, "", 8)
+            self.set_text_color(110)
+            self.cell(0, 8, f"{self.practice} · {self.page_no()}/{{nb}}", align="C")
+
+    return PracticePDF
 
 
-def start_pdf(*, practice: str, title: str) -> tuple[PracticePDF, FontChoice, Callable[[str], str]]:
+def start_pdf(*, practice: str, title: str) -> "tuple[FPDF, FontChoice, Callable[[str], str]]":
     """A new document titled ``title`` with its font registered (no page yet), the font to
     write with, and what makes a text printable in that font."""
     font = find_font()
     clean: Callable[[str], str] = (lambda text: text) if font.unicode else latin1
-    pdf = PracticePDF(format="A4")
-    pdf.practice = clean(practice)
+    pdf = practice_pdf_class()(format="A4")
+    pdf.practice = clean(practice)  # type: ignore[attr-defined]  # PracticePDF's own
     pdf.set_title(clean(title))
     pdf.set_creator("Accueil")
     if font.unicode:

@@ -5,11 +5,14 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import segno
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as core_select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
@@ -67,6 +70,28 @@ class LinkAccess:
         return self.preconsultation if self.problem is None else None
 
 
+@dataclass(frozen=True)
+class AutosaveLink:
+    """What an autosave reads of its link, in one statement and without ORM objects: the
+    link's state and answers, its patient (the rules' ages) and its questionnaire version."""
+
+    id: int
+    token_hash: str
+    status: str
+    answers: dict[str, Any]
+    patient_id: int | None
+    birth_date: date | None
+    questionnaire: questionnaires.Version
+
+
+@dataclass(frozen=True)
+class AutosaveAccess:
+    """An autosave's link, or the problem (already audited) that refuses it."""
+
+    link: AutosaveLink | None
+    problem: str | None = None
+
+
 @dataclass
 class SaveResult:
     flags: list[red_flags.Flag]
@@ -120,13 +145,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def link_csrf(secret: str, preconsultation: PreConsultation) -> str:
+def link_csrf(secret: str, preconsultation: PreConsultation | AutosaveLink) -> str:
     """A per-link token the patient's forms and autosave requests must send back."""
     message = f"preconsultation-csrf:{preconsultation.token_hash}".encode()
     return _b64(hmac.new(secret.encode(), message, hashlib.sha256).digest()[:18])
 
 
-def csrf_ok(secret: str, preconsultation: PreConsultation, sent: str | None) -> bool:
+def csrf_ok(secret: str, preconsultation: PreConsultation | AutosaveLink, sent: str | None) -> bool:
     return bool(sent) and hmac.compare_digest(
         _bytes(link_csrf(secret, preconsultation)), _bytes(sent or "")
     )
@@ -319,6 +344,27 @@ def staff_view(
 # ---------------------------------------------------------------- patient side
 
 
+def _problem(
+    status: str,
+    failed_identity_checks: int,
+    appointment_status: str | None,
+    expires_at: datetime,
+    moment: datetime,
+) -> str | None:
+    """Why a found link cannot be used (``appointment_status`` None: no appointment)."""
+    if status == PreConsultationStatus.submitted:
+        return LinkProblem.submitted
+    if status == PreConsultationStatus.revoked:
+        return LinkProblem.revoked
+    if failed_identity_checks >= MAX_IDENTITY_ATTEMPTS:
+        return LinkProblem.locked
+    if appointment_status is None or appointment_status == AppointmentStatus.cancelled:
+        return LinkProblem.revoked
+    if status == PreConsultationStatus.expired or expires_at <= moment:
+        return LinkProblem.expired
+    return None
+
+
 def open_link(
     session: Session,
     actor: audit.Actor,
@@ -353,22 +399,19 @@ def open_link(
     problem = None
     if p is None:
         problem = LinkProblem.invalid
-    elif p.status == PreConsultationStatus.submitted:
-        problem = LinkProblem.submitted
-    elif p.status == PreConsultationStatus.revoked:
-        problem = LinkProblem.revoked
-    elif p.failed_identity_checks >= MAX_IDENTITY_ATTEMPTS:
-        problem = LinkProblem.locked
     else:
         appointment = _appointment(session, p)
-        if appointment is None or appointment.status == AppointmentStatus.cancelled:
-            problem = LinkProblem.revoked
-        elif p.status == PreConsultationStatus.expired or p.expires_at <= moment:
-            problem = LinkProblem.expired
-            if p.status != PreConsultationStatus.expired:
-                p.status = PreConsultationStatus.expired
-                p.updated_at = moment
-                session.add(p)
+        problem = _problem(
+            p.status,
+            p.failed_identity_checks,
+            appointment.status if appointment else None,
+            p.expires_at,
+            moment,
+        )
+        if problem == LinkProblem.expired and p.status != PreConsultationStatus.expired:
+            p.status = PreConsultationStatus.expired
+            p.updated_at = moment
+            session.add(p)
     if problem is None and not audit_open:
         return LinkAccess(p, None)
     audit.record(
@@ -384,16 +427,16 @@ def open_link(
     return LinkAccess(p, problem)
 
 
-def record_refusal(session: Session, actor: audit.Actor, p: PreConsultation, problem: str) -> None:
-    """Audit a request the link itself allowed but the browser's state did not (identity
+def record_refusal(session: Session, actor: audit.Actor, link: AutosaveLink, problem: str) -> None:
+    """Audit an autosave the link itself allowed but the browser's state did not (identity
     not confirmed, expired form token)."""
     audit.record(
         session,
         actor,
         "preconsultation.link_denied",
         record_type="preconsultation",
-        record_id=p.id,
-        patient_id=_appointment_patient_id(session, p),
+        record_id=link.id,
+        patient_id=link.patient_id,
         outcome="denied",
         details={"problem": problem},
     )
@@ -469,6 +512,34 @@ def _flags(session: Session, p: PreConsultation, form: questionnaires.Form) -> l
     return red_flags.assess(form, p.answers, ages)
 
 
+def _merged(
+    known: Mapping[str, questionnaires.Question], answers: dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored answers with ``values`` applied (None clears one)."""
+    merged = dict(answers)
+    for link_id, raw in values.items():
+        question = known.get(link_id)
+        if question is None:
+            raise InvalidInput(f"Question inconnue : {link_id}.", f"Unknown question: {link_id}.")
+        value = questionnaires.coerce_answer(question, raw)
+        if value is None:
+            merged.pop(link_id, None)
+        else:
+            merged[link_id] = value
+    return merged
+
+
+def _in_progress(status: str) -> str:
+    """A link's status once answers are saved."""
+    if status in (PreConsultationStatus.sent, PreConsultationStatus.opened):
+        return PreConsultationStatus.in_progress
+    return status
+
+
+def _enabled(form: questionnaires.Form, answers: dict[str, Any]) -> list[str]:
+    return [k for k, q in form.questions.items() if questionnaires.is_enabled(form, q, answers)]
+
+
 def save_answers(
     session: Session,
     actor: audit.Actor,
@@ -480,20 +551,9 @@ def save_answers(
     """Validate and store answers (None clears one), then re-evaluate the red flags."""
     row = questionnaire_for(session, p, "fr")
     form = questionnaires.form_of(row)
-    known = form.questions
-    answers = dict(p.answers)
-    for link_id, raw in values.items():
-        question = known.get(link_id)
-        if question is None:
-            raise InvalidInput(f"Question inconnue : {link_id}.", f"Unknown question: {link_id}.")
-        value = questionnaires.coerce_answer(question, raw)
-        if value is None:
-            answers.pop(link_id, None)
-        else:
-            answers[link_id] = value
+    answers = _merged(form.questions, p.answers, values)
     p.answers = answers
-    if p.status in (PreConsultationStatus.sent, PreConsultationStatus.opened):
-        p.status = PreConsultationStatus.in_progress
+    p.status = PreConsultationStatus(_in_progress(p.status))
     flags = _flags(session, p, form)
     p.red_flags = [f.as_json() for f in flags]
     p.updated_at = _now(now)
@@ -507,16 +567,13 @@ def save_answers(
         patient_id=_appointment_patient_id(session, p),
         details={"questions": sorted(values)},
     )
-    enabled = [k for k, q in known.items() if questionnaires.is_enabled(form, q, answers)]
-    return SaveResult(flags, enabled)
+    return SaveResult(flags, _enabled(form, answers))
 
 
-def save_valid(
-    session: Session, actor: audit.Actor, p: PreConsultation, values: dict[str, Any], language: str
-) -> tuple[SaveResult, dict[str, str]]:
-    """Autosave: keep every valid answer, report each invalid one (nothing valid is lost)."""
-    row = questionnaire_for(session, p, language)
-    known = questionnaires.form_of(row).questions
+def _valid(
+    known: Mapping[str, questionnaires.Question], values: dict[str, Any], language: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values that are answers to known questions, and a message for each other one."""
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for link_id, raw in values.items():
@@ -532,7 +589,113 @@ def save_valid(
             errors[link_id] = exc.message(language)
             continue
         clean[link_id] = raw
-    return save_answers(session, actor, p, clean), errors
+    return clean, errors
+
+
+# The link, its appointment's status, its patient's birth date and its questionnaire version,
+# in one statement; only the link's row is locked (the answers are read, merged and written).
+# The first columns are an ``AutosaveLink``'s fields, in order, then its ``Version``'s.
+_AUTOSAVE_LINK = (
+    core_select(
+        col(PreConsultation.id),
+        col(PreConsultation.token_hash),
+        col(PreConsultation.status),
+        col(PreConsultation.answers),
+        col(Appointment.patient_id),
+        col(Patient.birth_date),
+        *questionnaires.VERSION_COLUMNS,
+        col(PreConsultation.failed_identity_checks),
+        col(PreConsultation.expires_at),
+        col(Appointment.status).label("appointment_status"),
+    )
+    .join(Questionnaire, col(Questionnaire.id) == PreConsultation.questionnaire_id)
+    .outerjoin(Appointment, col(Appointment.id) == PreConsultation.appointment_id)
+    .outerjoin(Patient, col(Patient.id) == Appointment.patient_id)
+    .where(col(PreConsultation.token_hash) == bindparam("token_hash"))
+    .with_for_update(of=PreConsultation.__table__)  # type: ignore[attr-defined]
+)
+_SAVE = (
+    update(PreConsultation.__table__)  # type: ignore[attr-defined]
+    .where(PreConsultation.__table__.c.id == bindparam("link_id"))  # type: ignore[attr-defined]
+    .values(
+        answers=bindparam("answers"),
+        red_flags=bindparam("red_flags"),
+        status=bindparam("status"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
+def open_for_autosave(
+    session: Session,
+    actor: audit.Actor,
+    token: str,
+    *,
+    secret: str,
+    now: datetime | None = None,
+) -> AutosaveAccess:
+    """``open_link`` for an autosave, without loading ORM objects: one statement reads what
+    the save needs. A granted access is audited by the save's own event; a refused one goes
+    through ``open_link``, which audits it (and marks an expired link), as for every page."""
+    moment = _now(now)
+    row = None
+    if len(token) <= 128 and signature_ok(secret, token):
+        found = session.connection().execute(_AUTOSAVE_LINK, {"token_hash": hash_token(token)})
+        row = found.first()
+    if row is None or _problem(
+        row.status, row.failed_identity_checks, row.appointment_status, row.expires_at, moment
+    ):
+        access = open_link(
+            session, actor, token, secret=secret, now=moment, for_update=True, audit_open=False
+        )
+        return AutosaveAccess(None, access.problem or LinkProblem.invalid)
+    link_id, token_hash, status, answers, patient_id, birth_date = row[:6]
+    version = questionnaires.Version(*row[6:11])
+    return AutosaveAccess(
+        AutosaveLink(link_id, token_hash, status, answers or {}, patient_id, birth_date, version)
+    )
+
+
+def save_valid(
+    session: Session,
+    actor: audit.Actor,
+    link: AutosaveLink,
+    values: dict[str, Any],
+    language: str,
+    *,
+    now: datetime | None = None,
+) -> tuple[SaveResult, dict[str, str]]:
+    """Autosave: keep every valid answer, report each invalid one (nothing valid is lost),
+    then re-evaluate the red flags, as ``save_answers`` does; the link is written with one
+    UPDATE of the columns it changes, and its audit event with one INSERT (the caller
+    commits at once: SQLite's write lock is held from here to the commit only)."""
+    shown = questionnaires.version_translation(session, link.questionnaire, language)
+    clean, errors = _valid(questionnaires.version_form(session, shown).questions, values, language)
+    french = questionnaires.version_translation(session, link.questionnaire, "fr")
+    form = questionnaires.version_form(session, french)
+    answers = _merged(form.questions, link.answers, clean)
+    ages = red_flags.age_answers(link.birth_date, datetime.now(UTC).date())
+    flags = red_flags.assess(form, answers, ages)
+    session.connection().execute(
+        _SAVE,
+        {
+            "link_id": link.id,
+            "answers": answers,
+            "red_flags": [f.as_json() for f in flags],
+            "status": _in_progress(link.status),
+            "updated_at": _now(now),
+        },
+    )
+    audit.record_now(
+        session,
+        actor,
+        "preconsultation.answer",
+        record_type="preconsultation",
+        record_id=link.id,
+        patient_id=link.patient_id,
+        details={"questions": sorted(clean)},
+    )
+    return SaveResult(flags, _enabled(form, answers)), errors
 
 
 def save_step(

@@ -4,9 +4,9 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -17,6 +17,8 @@ from fhir.resources.R4B.questionnaireresponse import (
     QuestionnaireResponse as FhirQuestionnaireResponse,
 )
 from pydantic import ValidationError
+from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
@@ -375,6 +377,46 @@ _FORMS_LOCK = threading.Lock()
 FORMS_CACHED = 64
 
 
+@dataclass(frozen=True)
+class Version:
+    """One stored questionnaire version, named by its row without its resource: what the
+    autosave reads with its link (the resource is read only when its form is not cached)."""
+
+    id: int
+    slug: str
+    version: str
+    language: str
+    created_at: datetime
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.id, self.slug, self.version, self.language, self.created_at)
+
+
+# The columns of a ``Version``, in its fields' order (SQLModel types them as their values).
+VERSION_COLUMNS = (
+    col(Questionnaire.id),
+    col(Questionnaire.slug),
+    col(Questionnaire.version),
+    col(Questionnaire.language),
+    col(Questionnaire.created_at),
+)
+
+
+def _cached_form(key: tuple[Any, ...], resource: Callable[[], dict[str, Any]]) -> Form:
+    with _FORMS_LOCK:
+        form = _FORMS.get(key)
+        if form is not None:
+            _FORMS.move_to_end(key)
+            return form
+    form = to_form(resource())
+    with _FORMS_LOCK:
+        _FORMS[key] = form
+        while len(_FORMS) > FORMS_CACHED:
+            _FORMS.popitem(last=False)
+    return form
+
+
 def form_of(row: Questionnaire) -> Form:
     """The form of a stored questionnaire version, parsed once per process: a stored version
     never changes (``import_resource`` refuses changed content under the same version). The
@@ -383,17 +425,45 @@ def form_of(row: Questionnaire) -> Form:
     if row.id is None:
         return to_form(row.resource)
     key = (row.id, row.slug, row.version, row.language, row.created_at)
-    with _FORMS_LOCK:
-        form = _FORMS.get(key)
-        if form is not None:
-            _FORMS.move_to_end(key)
-            return form
-    form = to_form(row.resource)
-    with _FORMS_LOCK:
-        _FORMS[key] = form
-        while len(_FORMS) > FORMS_CACHED:
-            _FORMS.popitem(last=False)
-    return form
+    return _cached_form(key, lambda: row.resource)
+
+
+_RESOURCE = core_select(col(Questionnaire.resource)).where(
+    col(Questionnaire.id) == bindparam("questionnaire_id")
+)
+_TRANSLATION = core_select(*VERSION_COLUMNS).where(
+    col(Questionnaire.slug) == bindparam("slug"),
+    col(Questionnaire.version) == bindparam("version"),
+    col(Questionnaire.language) == bindparam("language"),
+)
+
+
+def version_form(session: Session, version: Version) -> Form:
+    """``form_of`` for a ``Version``: the same cache, the resource read only on a miss."""
+
+    def resource() -> dict[str, Any]:
+        found = session.connection().execute(_RESOURCE, {"questionnaire_id": version.id})
+        value: dict[str, Any] = found.scalar_one()
+        return value
+
+    return _cached_form(version.key, resource)
+
+
+def version_translation(session: Session, version: Version, language: str) -> Version:
+    """``translation`` for a ``Version``: the same version in another language, or itself."""
+    if version.language == language:
+        return version
+    found = (
+        session.connection()
+        .execute(
+            _TRANSLATION, {"slug": version.slug, "version": version.version, "language": language}
+        )
+        .first()
+    )
+    if found is None:
+        return version
+    row_id, slug, number, row_language, created_at = found
+    return Version(row_id or 0, slug, number, row_language, created_at)
 
 
 # ---------------------------------------------------------------- enableWhen and answers

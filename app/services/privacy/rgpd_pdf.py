@@ -4,8 +4,6 @@
 import json
 from typing import Any
 
-from fpdf.enums import WrapMode
-
 from app.services.documents.practice_pdf import start_pdf
 
 SKIPPED = {"patient_id", "created_by_id", "updated_at"}
@@ -21,6 +19,8 @@ def _value(value: Any) -> str:
 
 def export_pdf(data: dict[str, Any], *, practice: str) -> bytes:
     """Every section of the export, one record after the other, as labelled lines."""
+    from fpdf.enums import WrapMode  # with the first PDF, not at start-up (``practice_pdf``)
+
     pdf, font, clean = start_pdf(practice=practice, title="Export RGPD")
     pdf.set_margins(18, 16, 18)
     pdf.set_auto_page_break(True, margin=20)

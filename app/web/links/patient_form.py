@@ -43,7 +43,10 @@ _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON pairs them up: what is left is alone
 
 
-def _actor(request: Request, p: PreConsultation | None = None) -> Actor:
+Link = PreConsultation | pc.AutosaveLink  # the ORM row, or what an autosave reads of it
+
+
+def _actor(request: Request, p: Link | None = None) -> Actor:
     return Actor(
         kind=ActorKind.patient_link,
         id=str(p.id) if p and p.id else None,
@@ -69,11 +72,11 @@ def _open(
     )
 
 
-def _verified(request: Request, p: PreConsultation) -> bool:
+def _verified(request: Request, p: Link) -> bool:
     return p.id in request.session.get(VERIFIED_KEY, [])
 
 
-def _remember(request: Request, key: str, p: PreConsultation) -> None:
+def _remember(request: Request, key: str, p: Link) -> None:
     ids = [i for i in request.session.get(key, []) if i != p.id][-9:]
     request.session[key] = [*ids, p.id]
 
@@ -98,7 +101,7 @@ def _json_answer(value: Any) -> Any:
     raise InvalidInput("Réponse illisible.", "Unreadable answer.")
 
 
-def _urgent(request: Request, p: PreConsultation, guidance: list[str], language: str) -> list[str]:
+def _urgent(request: Request, p: Link, guidance: list[str], language: str) -> list[str]:
     """What the urgent box shows: the guidance of the urgent flags now, or, once the box has
     been shown on this link, a reminder that stays until the answers are sent (a sign the
     patient unticked or reworded may still be there). Only the link's id is remembered in the
@@ -143,7 +146,7 @@ def _context(request: Request, session: Session, token: str, p: PreConsultation)
     }
 
 
-def _csrf_ok(request: Request, p: PreConsultation, sent: Any) -> bool:
+def _csrf_ok(request: Request, p: Link, sent: Any) -> bool:
     return pc.csrf_ok(_secret(request), p, sent if isinstance(sent, str) else None)
 
 
@@ -321,48 +324,48 @@ async def autosave(
 
 def _autosave(request: Request, session: Session, token: str, body: Any) -> Response:
     # Reads first, writes at commit: the database's write lock is held for the commit only.
-    with session.no_autoflush:
-        language = page_language(request)
-        # Audited once: by the save's own event, or as a refusal.
-        access = _open(request, session, token, write=True, audit_open=False)
-        if access.usable is None:
-            problem = access.problem or "invalid"
-            return _refusal(language, f"pc.problem.{problem}.text", problem)
-        p = access.usable
-        if not _verified(request, p):
-            pc.record_refusal(session, _actor(request, p), p, "identity")
-            return _refusal(language, "speech.identity", "identity")
-        if not _csrf_ok(request, p, request.headers.get(LINK_CSRF_HEADER)):
-            pc.record_refusal(session, _actor(request, p), p, "csrf")
-            return _refusal(language, "pc.problem.form_expired.text", "csrf")
-        answers = body.get("answers") if isinstance(body, dict) else None
-        if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:
-            raise InvalidInput("Réponses illisibles.", "Unreadable answers.")
-        readable: dict[str, Any] = {}
-        unreadable: dict[str, str] = {}
-        for link_id, value in answers.items():
-            try:
-                readable[link_id] = _json_answer(value)
-            except InvalidInput as exc:
-                unreadable[link_id[:64]] = exc.message(language)
-        result, errors = pc.save_valid(session, _actor(request, p), p, readable, language)
-        errors = unreadable | errors
-        guidance = [
-            (f.guidance_en if language == "en" else f.guidance_fr) or ""
-            for f in result.flags
-            if f.guidance_fr
-        ]
-        # The box shows what the server says, the latest evaluation of the saved answers:
-        # the same list the next page renders without JavaScript.
-        return JSONResponse(
-            {
-                "saved": sorted(k for k in readable if k not in errors),
-                "errors": errors,
-                "detail": " ".join(errors.values()),
-                "enabled": result.enabled,
-                "urgent": _urgent(request, p, guidance, language),
-            }
-        )
+    # No ORM object on this path: one statement reads the link, one UPDATE writes it.
+    language = page_language(request)
+    # Audited once: by the save's own event, or as a refusal.
+    access = pc.open_for_autosave(session, _actor(request), token, secret=_secret(request))
+    if access.link is None:
+        problem = access.problem or "invalid"
+        return _refusal(language, f"pc.problem.{problem}.text", problem)
+    link = access.link
+    if not _verified(request, link):
+        pc.record_refusal(session, _actor(request, link), link, "identity")
+        return _refusal(language, "speech.identity", "identity")
+    if not _csrf_ok(request, link, request.headers.get(LINK_CSRF_HEADER)):
+        pc.record_refusal(session, _actor(request, link), link, "csrf")
+        return _refusal(language, "pc.problem.form_expired.text", "csrf")
+    answers = body.get("answers") if isinstance(body, dict) else None
+    if not isinstance(answers, dict) or not 0 < len(answers) <= MAX_AUTOSAVE_FIELDS:
+        raise InvalidInput("Réponses illisibles.", "Unreadable answers.")
+    readable: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
+    for link_id, value in answers.items():
+        try:
+            readable[link_id] = _json_answer(value)
+        except InvalidInput as exc:
+            unreadable[link_id[:64]] = exc.message(language)
+    result, errors = pc.save_valid(session, _actor(request, link), link, readable, language)
+    errors = unreadable | errors
+    guidance = [
+        (f.guidance_en if language == "en" else f.guidance_fr) or ""
+        for f in result.flags
+        if f.guidance_fr
+    ]
+    # The box shows what the server says, the latest evaluation of the saved answers:
+    # the same list the next page renders without JavaScript.
+    return JSONResponse(
+        {
+            "saved": sorted(k for k in readable if k not in errors),
+            "errors": errors,
+            "detail": " ".join(errors.values()),
+            "enabled": result.enabled,
+            "urgent": _urgent(request, link, guidance, language),
+        }
+    )
 
 
 @router.post("/{token}/voix", summary="Transcribe a spoken answer (the patient then edits it)")
