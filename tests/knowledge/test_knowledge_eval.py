@@ -70,7 +70,8 @@ def test_the_eval_scores_a_small_question_set(settings, tmp_path) -> None:
     assert set(result.scores.embedding_recall) == {1, 3, 4, 5}
     # Each question carries the signals the "no answer" decision reads, and a decision.
     assert all(
-        set(r.signals) == {"cosine", "margin", "coverage", "known", "agree"} for r in result.results
+        set(r.signals) == {"cosine", "margin", "coverage", "known", "agree", "zscore", "focus"}
+        for r in result.results
     )
     assert {r.answer for r in result.results} <= {"found", "none", "urgent"}
     assert 0.0 <= result.scores.no_answer_f1 <= 1.0
@@ -114,6 +115,8 @@ def test_cross_validation_decides_each_question_without_it() -> None:
             "coverage": 0.0 if unknown else 0.9,
             "known": 0.1 if unknown else 1.0,
             "agree": 0.0 if unknown else 1.0,
+            "zscore": 2.0,
+            "focus": 0.0 if unknown else 1.0,
         }
     knowledge_eval.cross_validate(results)
     assert [r.cv_no_answer for r in results] == [False] * 10 + [True] * 5

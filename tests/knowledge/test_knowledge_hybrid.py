@@ -19,13 +19,15 @@ from app.services.knowledge.analysis import (
     analyse_query,
     build_vocabulary,
     embedding_query,
+    english,
     fold,
     terms,
     vocabulary,
 )
 from app.services.knowledge.index import embedder_for, open_collection
 from app.services.knowledge.no_answer import NoAnswerModel, Signals, fit
-from app.services.knowledge.retrieval import NO_ANSWER_FR, hybrid_search
+from app.services.knowledge.retrieval import NO_ANSWER_FR, concept_ranking, hybrid_search
+from app.services.knowledge.urgency import read_question
 
 ACTOR = Actor.system("test")
 
@@ -71,6 +73,20 @@ def test_french_analysis_folds_accents_drops_stop_words_and_stems() -> None:
     assert terms("Les ordonnances renouvelées") == terms("ordonnance renouvelee")
     assert "les" not in " ".join(terms("les ordonnances"))
     assert terms("Combien coûte une consultation ?")[0] == "combien"  # kept: it carries meaning
+    # the verbs that frame a question say nothing of its subject
+    assert terms("Est-ce que je dois apporter ma carte ? Vous faites les radios ?") == terms(
+        "apporter carte radios"
+    )
+    assert terms("j'aurai un retard, il faudrait qu'il ait fini") == terms("retard fini")
+    # a plural Snowball keeps ("radios") meets its singular
+    assert terms("les radios") == terms("la radio")
+
+
+def test_a_question_reads_as_english_by_its_glue_words() -> None:
+    assert english("Can the doctor write a sick note without seeing me?")
+    assert english("how much is a visit?")
+    assert not english("Vous faites les radios au cabinet ?")
+    assert not english("est ce que le docteur accepte la CB")
 
 
 def test_synonyms_of_the_practice_vocabulary_join_a_question() -> None:
@@ -134,6 +150,13 @@ def test_the_two_misranked_questions_of_the_issue_come_first(db, settings) -> No
     assert knowledge.find(db, ACTOR, settings, "crème sur la poitrine ?", k=2).answer != "urgent"
 
 
+def test_a_glue_word_is_not_an_acronym_of_an_alarm_sign() -> None:
+    # "ait" (avoir) is not "AIT" (a transient stroke); the acronym, or "avc", still is
+    assert not read_question("Comment éviter que mon bébé ait mal pendant la piqûre ?").urgent
+    assert read_question("Mon père a fait un AIT hier soir").concepts == ("avc",)
+    assert read_question("mon pere a fait un avc").urgent
+
+
 def test_urgent_questions_say_call_15_even_when_no_document_does(db, settings) -> None:
     _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Horaires\nOuvert le samedi matin.\n")
     result = knowledge.find(db, ACTOR, settings, "mon mari a mal dans la poitrine", k=2)
@@ -151,15 +174,69 @@ def test_no_answer_when_the_documents_do_not_answer(db, settings) -> None:
     vector = embedder.embed_query([question])[0]
     # A model that refuses whatever the documents do not know at all, to prove the plumbing;
     # the shipped model is calibrated by the eval.
-    model = NoAnswerModel((0.0, 0.0, 0.0, 5.0, 0.0), 0.0, (0, 0, 0, 0.5, 0), (1,) * 5, 0.5)
+    # (features: cosine, zscore, coverage, focus)
+    model = NoAnswerModel((0.0, 0.0, 5.0, 0.0), 0.0, (0, 0, 0.5, 0), (1,) * 4, 0.5)
     refused = hybrid_search(db, settings, collection, vector, question, 4, model=model)
     assert refused.answer == "none" and refused.message_fr == NO_ANSWER_FR
     assert refused.signals is not None and refused.signals.known == 0.0
+    assert refused.signals.coverage == 0.0 and refused.signals.focus == 0.0
     question = "Quel est le prix d'une consultation ?"
     vector = embedder.embed_query([question])[0]
     found = hybrid_search(db, settings, collection, vector, question, 4, model=model)
     assert found.answer == "found" and found.signals is not None and found.signals.known > 0.5
     assert found.passages[0].section == "Tarifs › Prix des consultations"
+    assert found.signals.focus == 1.0 and found.signals.zscore > 1.0
+
+
+def test_an_on_topic_question_the_documents_do_not_answer_is_refused(db, settings) -> None:
+    """The shipped calibrated model: the handbook speaks of consultations and payment, not of
+    this; an answered question on the same page is not refused."""
+    _ingest(db, settings)
+    asked = knowledge.find(db, ACTOR, settings, "Vous faites de l'acupuncture au cabinet ?", k=4)
+    assert asked.answer == "none" and asked.message_en.startswith("I cannot find")
+    paid = knowledge.find(db, ACTOR, settings, "Je peux payer par chèque ?", k=4)
+    assert paid.answer == "found" and paid.passages[0].section == "Tarifs › Moyens de paiement"
+
+
+def test_english_and_misspelt_questions_find_the_french_passage(db, settings) -> None:
+    _ingest(db, settings)
+    card = knowledge.find(db, ACTOR, settings, "Do you take credit cards at the practice?", k=4)
+    assert card.passages[0].section == "Tarifs › Moyens de paiement"
+    # English words the documents lack ("take", "practice") are the language, not a topic
+    # the documents lack: the best passage covers all of the question the signals read
+    assert card.signals is not None and card.signals.coverage == 1.0
+    french = knowledge.find(db, ACTOR, settings, "Vous prenez la carte bancaire au guichet ?", k=4)
+    assert french.signals is not None and french.signals.coverage < 1.0  # "guichet" is not
+    typo = knowledge.find(db, ACTOR, settings, "Combien coûte une consultaton ?", k=4)
+    assert typo.corrections == {"consultaton": "consultation"}
+    assert typo.passages[0].section == "Tarifs › Prix des consultations"
+
+
+def test_a_passage_holding_every_concept_outranks_one_repeating_a_common_word() -> None:
+    vocab = build_vocabulary([VocabularyFile(synonyms=[["carte bancaire", "carte bleue", "cb"]])])
+    query = analyse_query("carte bleue au distributeur", vocab)
+
+    def hit(chunk: str, text: str, bm25: float) -> lexical.LexicalHit:
+        return lexical.LexicalHit(
+            lexical.IndexedPassage(chunk, 1, 0, "Tarifs", text),
+            bm25,
+            frozenset(terms("Tarifs")),
+            frozenset(terms(text)),
+        )
+
+    repeated = hit("a", "Carte bancaire, CB, carte bleue : la carte bancaire est acceptée.", 9.0)
+    both = hit("b", "Pas de distributeur de billets ; la carte bancaire est acceptée.", 5.0)
+    frequencies = {"cart": 40, "bancair": 40, "cb": 30, "bleu": 2, "distribu": 1}
+    ranked = concept_ranking(query, frequencies, 100, [repeated, both])
+    assert [h.passage.chunk_id for h in ranked] == ["b", "a"]
+    # a concept named in the heading path counts more than in the text alone
+    titled = lexical.LexicalHit(
+        lexical.IndexedPassage("c", 1, 0, "Distributeur", "La carte bancaire."),
+        1.0,
+        frozenset(terms("Distributeur")),
+        frozenset(terms("La carte bancaire.")),
+    )
+    assert concept_ranking(query, frequencies, 100, [both, titled])[0].passage.chunk_id == "c"
 
 
 def test_the_no_answer_model_separates_what_it_was_fitted_on() -> None:

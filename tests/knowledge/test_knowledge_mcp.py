@@ -118,7 +118,8 @@ async def test_urgent_and_unanswered_questions(server, handbook, monkeypatch) ->
             )
         )
         # a model that turns every question away: the tool then quotes nothing
-        refuse_all = no_answer.NoAnswerModel((0.0,) * 5, -10.0, (0.0,) * 5, (1.0,) * 5, 0.5)
+        n = len(no_answer.FEATURES)
+        refuse_all = no_answer.NoAnswerModel((0.0,) * n, -10.0, (0.0,) * n, (1.0,) * n, 0.5)
         monkeypatch.setattr(no_answer, "shipped", lambda: refuse_all)
         monkeypatch.setattr("app.services.knowledge.retrieval.shipped", lambda: refuse_all)
         none = answer(

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.services.core.errors import InvalidInput
 
-ANALYSIS_VERSION = 1  # bump when indexed tokens change: the lexical index rebuilds itself
+ANALYSIS_VERSION = 2  # bump when indexed tokens change: the lexical index rebuilds itself
 VOCABULARY_FILE = Path(__file__).resolve().parent / "vocabulary.yaml"
 PRACTICE_VOCABULARY = "knowledge-vocabulary.yaml"  # in the data directory, optional
 _WORD = re.compile(r"[a-z0-9]+")
@@ -80,6 +80,104 @@ _EXTRA_STOP = frozenset(
         "ma",
     ]
 )
+# The forms of the verbs that frame a question rather than say what it is about ("puis-je",
+# "je dois", "vous faites", "il faut", "j'aurai"): auxiliaries and modals, in French.
+_QUESTION_VERBS = frozenset(
+    [
+        "peux",
+        "peut",
+        "pouvons",
+        "pouvez",
+        "peuvent",
+        "pourrai",
+        "pourras",
+        "pourra",
+        "pourrez",
+        "pourront",
+        "pourrais",
+        "pourrait",
+        "pourriez",
+        "puisse",
+        "puissent",
+        "pouvoir",
+        "dois",
+        "doit",
+        "devons",
+        "devez",
+        "doivent",
+        "devrai",
+        "devra",
+        "devrez",
+        "devrais",
+        "devrait",
+        "devriez",
+        "devoir",
+        "veux",
+        "veut",
+        "voulons",
+        "voulez",
+        "veulent",
+        "voudrais",
+        "voudrait",
+        "voudriez",
+        "vouloir",
+        "fais",
+        "fait",
+        "faisons",
+        "faites",
+        "font",
+        "ferai",
+        "fera",
+        "ferez",
+        "ferais",
+        "ferait",
+        "faire",
+        "faut",
+        "faudra",
+        "faudrait",
+        "fallait",
+        "ai",
+        "as",
+        "avons",
+        "avez",
+        "ont",
+        "aurai",
+        "auras",
+        "aura",
+        "aurez",
+        "aurais",
+        "aurait",
+        "ait",
+        "aient",
+        "avoir",
+        "suis",
+        "es",
+        "sommes",
+        "etes",
+        "sont",
+        "serai",
+        "sera",
+        "serez",
+        "serais",
+        "serait",
+        "soit",
+        "etre",
+        "vais",
+        "vas",
+        "va",
+        "allons",
+        "allez",
+        "vont",
+        "irai",
+        "ira",
+        "aller",
+        "sais",
+        "sait",
+        "savez",
+        "savoir",
+        "possible",
+    ]
+)
 # "svp" and English glue words: the English list comes from spaCy too.
 _MIN_TYPO_CHARS = 5
 
@@ -101,7 +199,25 @@ def stop_words() -> frozenset[str]:
     from spacy.lang.fr.stop_words import STOP_WORDS as FRENCH
 
     folded = {w for s in (FRENCH, ENGLISH) for word in s for w in words(word)}
-    return frozenset((folded | _EXTRA_STOP) - _KEPT)
+    return frozenset((folded | _EXTRA_STOP | _QUESTION_VERBS) - _KEPT)
+
+
+@cache
+def _language_words() -> tuple[frozenset[str], frozenset[str]]:
+    """The glue words only English has, and those only French has."""
+    from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH
+    from spacy.lang.fr.stop_words import STOP_WORDS as FRENCH
+
+    english = {w for word in ENGLISH for w in words(word)}
+    french = {w for word in FRENCH for w in words(word)} | _QUESTION_VERBS
+    return frozenset(english - french), frozenset(french - english)
+
+
+def english(text: str) -> bool:
+    """Whether a question reads as English (more English glue words than French ones)."""
+    only_english, only_french = _language_words()
+    asked = words(text)
+    return sum(w in only_english for w in asked) > sum(w in only_french for w in asked)
 
 
 _STEMMER = snowballstemmer.stemmer("french")
@@ -112,7 +228,10 @@ def stem(word: str) -> str:
     """The Snowball French stem of a folded word (numbers stay as they are)."""
     if word.isdigit():
         return word
-    return str(_STEMMER.stemWord(word))
+    stemmed = str(_STEMMER.stemWord(word))
+    if len(word) > 4 and word.endswith("s") and stemmed.endswith("s"):
+        return str(_STEMMER.stemWord(word[:-1]))  # "radios" as "radio": Snowball keeps the s
+    return stemmed
 
 
 def terms(text: str) -> list[str]:

@@ -60,6 +60,8 @@ class IndexedPassage:
 class LexicalHit:
     passage: IndexedPassage
     score: float  # bm25 relevance, higher is better
+    section_terms: frozenset[str] = frozenset()  # the analysed terms of its heading path
+    text_terms: frozenset[str] = frozenset()  # and of its text
 
 
 def index_path(settings: Settings) -> Path:
@@ -219,14 +221,20 @@ def search(connection: sqlite3.Connection, query: Query, limit: int) -> list[Lex
         return []
     rows = connection.execute(
         "SELECT p.chunk_id, p.document_id, p.position, p.section, p.text, "
-        "bm25(passages_fts, 2.0, 1.0, 0.0) AS rank "  # the section counts twice (SECTION_WEIGHT)
+        "bm25(passages_fts, 2.0, 1.0, 0.0) AS rank, "  # the section counts twice (SECTION_WEIGHT)
+        "passages_fts.section_terms, passages_fts.text_terms "
         "FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid "
         "WHERE passages_fts MATCH ? ORDER BY rank LIMIT ?",
         (query.fts(), limit),
     ).fetchall()
     return [
-        LexicalHit(IndexedPassage(str(c), int(d), int(pos), str(s), str(t)), -float(r))
-        for c, d, pos, s, t, r in rows
+        LexicalHit(
+            IndexedPassage(str(c), int(d), int(pos), str(s), str(t)),
+            -float(r),
+            frozenset(str(st).split()),
+            frozenset(str(tt).split()),
+        )
+        for c, d, pos, s, t, r, st, tt in rows
     ]
 
 

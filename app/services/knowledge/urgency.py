@@ -10,6 +10,7 @@ hypothetical one ("si j'ai mal à la poitrine") is just as urgent: only a negate
 
 from dataclasses import dataclass
 
+from app.services.knowledge.analysis import stop_words, words
 from app.services.preconsultation.clinical_text import read_text
 
 # Alarm signs that call for the 15 at once, whoever has them (concepts of
@@ -47,9 +48,17 @@ class Urgency:
         return bool(self.concepts)
 
 
+def _function_word(text: str) -> bool:
+    """A mention that is one of the language's glue words written in lower case: "ait" (the
+    verb "avoir") is not the acronym "AIT" (a transient stroke)."""
+    return text == text.lower() and all(w in stop_words() for w in words(text))
+
+
 def read_question(question: str) -> Urgency:
     """The urgent alarm signs named in a question, not negated."""
     found = [
-        m.concept for m in read_text(question) if m.concept in URGENT_CONCEPTS and not m.negated
+        m.concept
+        for m in read_text(question)
+        if m.concept in URGENT_CONCEPTS and not m.negated and not _function_word(m.text)
     ]
     return Urgency(tuple(dict.fromkeys(found)))
