@@ -107,7 +107,7 @@ class FrontDeskModel(ScriptedChatModel):
     """A zero-latency model that never runs out: every message gets one read tool call
     (``find_patients`` with the message's last word), then one sentence."""
 
-    def _next(self, messages: list[BaseMessage]) -> AIMessage:
+    def _reply(self, messages: list[BaseMessage]) -> AIMessage:
         last = messages[-1]
         if isinstance(last, ToolMessage):
             return say("Voici les patients trouvés dans le dossier du cabinet.")
