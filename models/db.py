@@ -1,5 +1,6 @@
 """Database engine and session factory (SQLite or PostgreSQL)."""
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,14 +12,26 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 WRITE_LOCK_SECONDS = 10.0  # as long as SQLite's own busy timeout
+# Commits of one database between two checkpoints (a few pages each: a few MB of WAL).
+CHECKPOINT_EVERY = 300
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 _write_locks: dict[str, threading.Lock] = {}
 _write_locks_guard = threading.Lock()
+_commits: dict[str, int] = {}
+checkpoint_log = logging.getLogger("accueil.db")
 
 
 def _write_lock(database: str) -> threading.Lock:
     with _write_locks_guard:
         return _write_locks.setdefault(database, threading.Lock())
+
+
+def _checkpoint_due(database: str) -> bool:
+    """Counts a commit of ``database``; true once every ``CHECKPOINT_EVERY`` commits."""
+    with _write_locks_guard:
+        count = _commits.get(database, 0) + 1
+        _commits[database] = count
+        return count % CHECKPOINT_EVERY == 0
 
 
 class _WriteCursor(sqlite3.Cursor):
@@ -48,11 +61,21 @@ class SerialisedWrites(sqlite3.Connection):
     (1, 2, 5 … 100 ms), so under concurrent autosaves a few requests waited hundreds of
     milliseconds while the lock sat free. Writers of one process now queue on a lock that
     hands over at once at commit or rollback; other processes (the job worker) still meet
-    SQLite's busy timeout. Reads never wait: in WAL mode they do not block writers."""
+    SQLite's busy timeout. Reads never wait: in WAL mode they do not block writers.
+
+    Checkpoints (copying the write-ahead log into the database file, with an fsync) are
+    taken out of the write turn. SQLite's own automatic checkpoint runs inside the commit
+    that crosses its threshold, so every writer queued behind that commit waited for the
+    copy and the fsync: after a burst of writes, when readers had kept the log from being
+    copied, one such commit stalled every autosave for over 100 ms. The automatic checkpoint
+    is off (``_configure_sqlite``); every ``CHECKPOINT_EVERY`` commits the committing
+    connection runs a PASSIVE checkpoint once it has handed its turn over, which never
+    blocks writers or readers."""
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        self._turn = _write_lock(str(database))
+        self._database = str(database)
+        self._turn = _write_lock(self._database)
         self._holding = False
 
     def cursor(self, factory: Any = _WriteCursor) -> Any:
@@ -73,10 +96,21 @@ class SerialisedWrites(sqlite3.Connection):
             self._turn.release()
 
     def commit(self) -> None:
+        wrote = self._holding
         try:
             super().commit()
         finally:
             self._release()
+        if wrote and _checkpoint_due(self._database):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy what it can of the log into the database file, beside the other writers. A
+        failure only postpones the copy: the commit before it is already safe."""
+        try:
+            super().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            checkpoint_log.warning("SQLite checkpoint postponed: %s", type(exc).__name__)
 
     def rollback(self) -> None:
         try:
@@ -94,6 +128,8 @@ class SerialisedWrites(sqlite3.Connection):
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    if isinstance(dbapi_connection, SerialisedWrites):  # it checkpoints out of the write turn
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -90,3 +90,49 @@ def test_many_concurrent_writers_all_commit(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 160
     assert not _turn_taken(engine)
+
+
+def _wal_frames(path: Path) -> int:
+    """Frames in the write-ahead log file (its size: a 32-byte header, then frames of a
+    24-byte header and one page)."""
+    wal = path.with_name(path.name + "-wal")
+    size = wal.stat().st_size if wal.exists() else 0
+    return max(0, size - 32) // (24 + 4096)
+
+
+def test_the_log_is_checkpointed_out_of_the_write_turn_every_few_commits(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """SQLite's automatic checkpoint (inside a commit, so inside the write turn) is off; every
+    ``CHECKPOINT_EVERY`` commits the committing connection copies the log after handing its
+    turn over, so the log stays short and the next writer never waits for the copy."""
+    import models.db as db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 10)
+    engine = _engine(tmp_path)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+    checkpoints: list[bool] = []
+    real = SerialisedWrites.checkpoint
+
+    def spy(self: SerialisedWrites) -> None:
+        checkpoints.append(self._turn.locked())  # the turn is already handed over
+        real(self)
+
+    monkeypatch.setattr(SerialisedWrites, "checkpoint", spy)
+    for n in range(300):
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": "x" * 3000 + str(n)})
+    assert len(checkpoints) >= 29 and not any(checkpoints)
+    # Each commit writes at least one page: without the checkpoints the log would hold
+    # every one of the 300 commits' pages; with them, a few commits' worth at most.
+    assert _wal_frames(tmp_path / "writes.db") < 100
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 300
+
+
+def test_an_in_memory_database_keeps_automatic_checkpoints() -> None:
+    """An in-memory database (tests, tools) has no log to copy and keeps SQLite's default."""
+    engine = make_engine("sqlite://")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 1000
