@@ -75,3 +75,86 @@ def test_every_loser_of_a_booking_race_hears_slot_taken(db: Session, database_ur
     assert all(alternatives == 3 for _, _, alternatives in losers)
     db.expire_all()
     assert len(db.exec(select(Appointment).where(Appointment.starts_at == start)).all()) == 1
+
+
+def _lose_the_transaction(db: Session, monkeypatch) -> None:
+    """The next flush of ``db`` fails as a deadlock victim (PostgreSQL) or a writer that gave
+    up on the lock (SQLite) does."""
+    from sqlalchemy.exc import OperationalError
+
+    real_flush = db.flush
+    failed: list[bool] = []
+
+    def flush(*args, **kwargs):
+        if not failed and any(isinstance(item, Appointment) for item in db.new):
+            failed.append(True)
+            raise OperationalError("INSERT", {}, Exception("deadlock detected"))
+        return real_flush(*args, **kwargs)
+
+    monkeypatch.setattr(db, "flush", flush)
+
+
+def test_a_booking_that_loses_its_transaction_waits_for_the_winner(
+    db: Session, database_url: str, monkeypatch
+) -> None:
+    """The winner of the race commits a moment after the loser's transaction failed: the
+    loser looks again and is told "Créneau déjà pris", never "réessayez"."""
+    from app.services.scheduling import agenda
+
+    practitioner = add_practitioner(db).id or 0
+    loser, winner = add_patient(db, "Perdant", "Paul"), add_patient(db, "Gagnant", "Jean")
+    db.commit()
+    start = paris(2027, 6, 7, 10, 0)
+    other = Session(make_engine(database_url))
+    looks: list[float] = []
+
+    def pause(seconds: float) -> None:
+        looks.append(seconds)
+        if len(looks) == 3:  # the winner commits while the loser looks
+            book_appointment(
+                other, ACTOR, PARIS, patient_id=winner, practitioner_id=practitioner,
+                starts_at=start,
+            )  # fmt: skip
+            other.commit()
+
+    monkeypatch.setattr(agenda.time, "sleep", pause)
+    _lose_the_transaction(db, monkeypatch)
+    try:
+        book_appointment(
+            db, ACTOR, PARIS, patient_id=loser, practitioner_id=practitioner, starts_at=start
+        )
+    except SlotTaken as exc:
+        assert "Créneau déjà pris" in exc.message("fr")
+    else:
+        raise AssertionError("the loser was booked")
+    finally:
+        other.close()
+    assert len(looks) == 3
+    db.rollback()
+    booked = db.exec(select(Appointment).where(Appointment.practitioner_id == practitioner)).all()
+    assert [a.patient_id for a in booked] == [winner]
+
+
+def test_a_booking_that_loses_its_transaction_to_nobody_says_try_again(
+    db: Session, monkeypatch
+) -> None:
+    from app.services.scheduling import agenda
+
+    practitioner = add_practitioner(db).id or 0
+    patient = add_patient(db)
+    db.commit()
+    looks: list[float] = []
+    monkeypatch.setattr(agenda.time, "sleep", looks.append)
+    _lose_the_transaction(db, monkeypatch)
+    try:
+        book_appointment(
+            db, ACTOR, PARIS, patient_id=patient, practitioner_id=practitioner,
+            starts_at=paris(2027, 6, 7, 10, 0),
+        )  # fmt: skip
+    except SlotTaken:
+        raise AssertionError("nobody took the slot") from None
+    except DomainError as exc:
+        assert "réessayez" in exc.message("fr")
+    else:
+        raise AssertionError("a failed transaction booked nothing, yet no error")
+    assert looks == list(agenda.RACE_LOOKS)

@@ -1,5 +1,6 @@
 """Booking, moving and cancelling appointments; double booking is refused by the database too."""
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -139,6 +140,23 @@ def _patient(session: Session, patient_id: int) -> Patient:
     return patient
 
 
+# How long a booking that lost its transaction looks for the booking that beat it (seconds
+# between looks): the winner of a race commits within milliseconds, even under load.
+RACE_LOOKS = (0.0, 0.05, 0.15, 0.3, 0.5, 1.0)
+
+
+def _taken_meanwhile(
+    session: Session, pid: int, start: datetime, end: datetime, own_id: int | None
+) -> bool:
+    """Whether another booking holds [start, end) of ``pid`` once its transaction is done."""
+    for pause in RACE_LOOKS:
+        time.sleep(pause)
+        if appointment_intervals(session, [pid], start, end, ignore_appointment_id=own_id)[pid]:
+            return True
+        session.rollback()  # the next look sees what has been committed since
+    return False
+
+
 def _save(session: Session, tz: ZoneInfo, appointment: Appointment, now: datetime) -> None:
     """Flush the change; a concurrent booking of the same time is turned into SlotTaken.
 
@@ -156,9 +174,12 @@ def _save(session: Session, tz: ZoneInfo, appointment: Appointment, now: datetim
             raise
         session.rollback()
         raise SlotTaken(nearby_slots(session, tz, pid, start, minutes, now=now), tz) from exc
-    except OperationalError as exc:  # SQLite gave up waiting for the write lock
+    except OperationalError as exc:
+        # SQLite gave up waiting for the write lock, or PostgreSQL chose this booking as the
+        # victim of a deadlock between concurrent bookings of one slot (their overlap checks
+        # wait on each other): the other one is committing the slot now.
         session.rollback()
-        if appointment_intervals(session, [pid], start, end, ignore_appointment_id=own_id)[pid]:
+        if _taken_meanwhile(session, pid, start, end, own_id):
             raise SlotTaken(nearby_slots(session, tz, pid, start, minutes, now=now), tz) from exc
         raise Conflict(
             "Le cabinet est très sollicité : réessayez dans un instant.",
