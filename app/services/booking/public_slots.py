@@ -132,8 +132,14 @@ class SlotCache(Generic[V]):
     expired page all at once, and nobody waits for the refresh.
     """
 
-    def __init__(self, ttl_seconds: float = FRESH_SECONDS, max_entries: int = 256) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float = FRESH_SECONDS,
+        max_entries: int = 256,
+        monotonic: Callable[[], float] = clock.monotonic,
+    ) -> None:
         self.ttl = ttl_seconds
+        self._now = monotonic
         self.max_entries = max_entries
         self._entries: dict[Hashable, _Entry[V]] = {}
         self._local = 0
@@ -159,7 +165,7 @@ class SlotCache(Generic[V]):
         """The fresh value (None when there is none), and whether this caller is the one to
         ``refresh`` it now. Never waits on a computation nor reads the database: an event
         loop may call it."""
-        now = clock.monotonic()
+        now = self._now()
         with self._lock:
             entry = self._fresh(key, now)
             if entry is None:
@@ -172,7 +178,7 @@ class SlotCache(Generic[V]):
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The fresh value, or ``compute()`` stored (may wait for another thread's)."""
         with self._lock:
-            entry = self._fresh(key, clock.monotonic())
+            entry = self._fresh(key, self._now())
             if entry is not None:
                 return entry.value
         return self._compute(key, compute, refreshing=False)
@@ -185,7 +191,7 @@ class SlotCache(Generic[V]):
         with self._lock:
             turn = self._computing.setdefault(key, threading.Lock())
         with turn:
-            now = clock.monotonic()
+            now = self._now()
             with self._lock:  # computed by another thread while this one waited?
                 entry = self._fresh(key, now)
                 if entry is not None and (not refreshing or now < entry.refresh_at):
