@@ -4,8 +4,10 @@ as JSON and Markdown. The documents are ingested into a throw-away knowledge bas
 configured embedding model, through the same service as the app.
 
 By default it measures the handbooks the demo seeds (shipped in the repository) against the
-question set beside this module, and the held-out paraphrases (``paraphrases.yaml``, never
-used for tuning) to estimate how it does on questions it has not seen. Questions the
+question set beside this module, and two held-out sets never used for tuning, to estimate how
+it does on questions it has not seen: paraphrases of the set (``paraphrases.yaml``) and
+questions written apart from the code by someone who read only the handbooks
+(``independent.yaml``). Questions the
 handbooks do not answer (``expected_section: null``) stay out of recall and MRR and measure
 "no answer". The "no answer" decision is a logistic model calibrated on the question set:
 its scores on that set are also given by 5-fold cross-validation (fitted on four fifths,
@@ -42,6 +44,7 @@ from models.migrate import upgrade
 DATA = Path(__file__).resolve().parent / "data" / "knowledge"
 QUESTIONS = DATA / "questions.yaml"
 PARAPHRASES = DATA / "paraphrases.yaml"
+INDEPENDENT = DATA / "independent.yaml"
 DOCUMENTS = HANDBOOKS_DIR
 REPORTS = Path(__file__).resolve().parent / "reports"
 KS = (1, 3, 4, 5)
@@ -104,10 +107,12 @@ class KnowledgeEval:
     scores: Scores
     cross_validated: Scores | None = None  # "no answer" by 5-fold cross-validation
     paraphrases: Scores | None = None
+    independent: Scores | None = None  # the held-out set written apart from the code
     no_answer_model: str = ""  # what the shipped model was calibrated on
     calibrated: bool = False
     results: list[QuestionResult] = field(default_factory=list)
     paraphrase_results: list[QuestionResult] = field(default_factory=list)
+    independent_results: list[QuestionResult] = field(default_factory=list)
     run_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     # compatibility with the former report's fields
@@ -270,15 +275,20 @@ def evaluate(
     documents: Path,
     limit: int | None = None,
     paraphrases: Path | None = None,
+    independent: Path | None = None,
     calibrate: bool = False,
 ) -> KnowledgeEval:
-    """Ingest every document of ``documents`` in a temporary base, then ask each question
-    (and each paraphrase: by default the held-out set when the default questions are
-    measured)."""
+    """Ingest every document of ``documents`` in a temporary base, then ask each question,
+    and those of the held-out sets (by default, when the default questions are measured: the
+    paraphrases and the questions written apart from the code)."""
     asked = load_questions(questions, limit)
-    if paraphrases is None and questions == QUESTIONS and PARAPHRASES.exists() and not limit:
+    defaults = questions == QUESTIONS and not limit
+    if paraphrases is None and defaults and PARAPHRASES.exists():
         paraphrases = PARAPHRASES
+    if independent is None and defaults and INDEPENDENT.exists():
+        independent = INDEPENDENT
     held_out = load_questions(paraphrases) if paraphrases else []
+    apart = load_questions(independent) if independent else []
     files = sorted(p for p in documents.iterdir() if p.suffix.lower() in MEDIA_TYPES)
     actor = Actor.system("eval")
     durations: list[float] = []
@@ -299,6 +309,7 @@ def evaluate(
                 ingest_seconds = time.perf_counter() - start
                 results = _ask(session, local, asked, durations)
                 paraphrase_results = _ask(session, local, held_out, []) if held_out else []
+                independent_results = _ask(session, local, apart, []) if apart else []
         finally:
             engine.dispose()
     cross_validate(results)
@@ -314,7 +325,7 @@ def evaluate(
         )
         no_answer.MODEL_FILE.write_text(model.to_json(), "utf-8")
         no_answer.shipped.cache_clear()
-        for r in results + paraphrase_results:
+        for r in results + paraphrase_results + independent_results:
             if r.answer != "urgent" and r.signals:
                 r.probability = model.probability(_signals(r))
                 r.answer = "none" if model.no_answer(_signals(r)) else "found"
@@ -331,10 +342,12 @@ def evaluate(
         if any(r.cv_no_answer is not None for r in results)
         else None,
         paraphrases=score(paraphrase_results) if paraphrase_results else None,
+        independent=score(independent_results) if independent_results else None,
         no_answer_model=shipped.calibrated_on if shipped else "",
         calibrated=calibrated,
         results=results,
         paraphrase_results=paraphrase_results,
+        independent_results=independent_results,
     )
 
 
@@ -362,6 +375,8 @@ def summary(result: KnowledgeEval) -> str:
         )
     if result.paraphrases is not None:
         lines.append(_line("Paraphrases jamais vues", result.paraphrases))
+    if result.independent is not None:
+        lines.append(_line("Questions écrites à part", result.independent))
     if result.calibrated:
         lines.append(f"Modèle « pas de réponse » recalibré : {no_answer.MODEL_FILE}")
     return "\n".join(lines)
@@ -428,9 +443,16 @@ def markdown(result: KnowledgeEval) -> str:
         ]
     if result.paraphrases is not None:
         lines += _scores_table("Held-out paraphrases (never used for tuning)", result.paraphrases)
+    if result.independent is not None:
+        lines += _scores_table(
+            "Held-out questions written apart from the code (never used for tuning)",
+            result.independent,
+        )
     lines += ["## Questions", "", *_rows(result.results), ""]
     if result.paraphrase_results:
         lines += ["## Paraphrases", "", *_rows(result.paraphrase_results), ""]
+    if result.independent_results:
+        lines += ["## Questions written apart", "", *_rows(result.independent_results), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -75,7 +75,8 @@ def test_the_eval_scores_a_small_question_set(settings, tmp_path) -> None:
     )
     assert {r.answer for r in result.results} <= {"found", "none", "urgent"}
     assert 0.0 <= result.scores.no_answer_f1 <= 1.0
-    assert result.paraphrases is None  # held-out paraphrases only with the default set
+    assert result.paraphrases is None  # held-out sets only with the default set
+    assert result.independent is None and result.independent_results == []
     assert not (settings.data_dir / "chroma").exists()  # a throw-away base, not the app's
     limited = knowledge_eval.evaluate(settings, questions=questions, documents=documents, limit=2)
     assert limited.questions == 2 and limited.recall[4] == 1.0 and limited.unanswerable == 0
@@ -162,6 +163,7 @@ def test_the_defaults_point_inside_the_repository() -> None:
     for path in (
         knowledge_eval.QUESTIONS,
         knowledge_eval.PARAPHRASES,
+        knowledge_eval.INDEPENDENT,
         knowledge_eval.DOCUMENTS,
         *HANDBOOKS,
     ):
@@ -192,6 +194,9 @@ def test_the_shipped_question_set_is_answerable_from_the_shipped_handbooks() -> 
     assert len(held_out) >= 30 and not {q.question for q in held_out} & set(
         q.question for q in questions
     )
+    apart = knowledge_eval.load_questions(knowledge_eval.INDEPENDENT)
+    assert sum(q.answerable for q in apart) >= 20 and sum(not q.answerable for q in apart) >= 25
+    held_out = held_out + apart
     questions = questions + held_out
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]

@@ -1,0 +1,50 @@
+"""The kind of answer a question asks for, and whether a passage holds one: "c'est combien"
+wants a price, "combien de temps" a duration, "à quelle heure" a time of day. Among passages
+on the same topic, the one that states the price answers "c'est combien une visite à
+domicile", not the one that describes home visits (a classic answer-type check of question
+answering; measured in ``evals/README.md``).
+
+Both sides are read on folded text (lower case, no accents), in French and English.
+"""
+
+import re
+from typing import Literal
+
+from app.services.knowledge.analysis import fold
+
+Kind = Literal["price", "duration", "clock"]
+
+_NUMBER = r"(?:\d+(?:[,.]\d+)?|un|une|deux|trois|quatre|cinq|six|sept|huit|dix|quinze|vingt|trente)"
+_UNITS = r"(?:jours?|semaines?|mois|ans|annees|heures?|minutes?|min|days?|weeks?|months?|years?)"
+
+_ASKED: dict[Kind, re.Pattern[str]] = {
+    # "combien" alone asks a price; "combien de temps / de jours / de fois" does not.
+    "price": re.compile(
+        r"\bcombien\b(?!\s+de\s+(?:temps|jours?|semaines?|mois|ans|heures?|minutes?|fois|"
+        r"personnes?|medecins?))|\b(?:prix|tarifs?|coute|coutent|cout|how much|price|cost|fees?)\b"
+    ),
+    "duration": re.compile(
+        r"\bcombien de (?:temps|jours|semaines|mois|ans)\b|\bhow long\b|\bjusqu.?(?:a|quand)\b|"
+        r"\bdelais?\b|\bpendant combien\b"
+    ),
+    "clock": re.compile(r"\ba quelle heure\b|\bwhat time\b|\bhoraires?\b"),
+}
+_HELD: dict[Kind, re.Pattern[str]] = {
+    "price": re.compile(r"\d+(?:[,.]\d+)?\s*(?:€|euros?\b)"),
+    "duration": re.compile(rf"\b{_NUMBER}\s+{_UNITS}\b"),
+    "clock": re.compile(r"\b\d{1,2}\s*h(?:\s*\d{2})?\b"),
+}
+
+
+def asked(question: str) -> frozenset[Kind]:
+    """The kinds of answer the question asks for (none for most questions)."""
+    folded = fold(question)
+    return frozenset(kind for kind, pattern in _ASKED.items() if pattern.search(folded))
+
+
+def holds(kinds: frozenset[Kind], text: str) -> bool:
+    """Whether the text states an answer of one of these kinds (a price, a duration, a time)."""
+    if not kinds:
+        return False
+    folded = fold(text)
+    return any(_HELD[kind].search(folded) for kind in kinds)
