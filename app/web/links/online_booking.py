@@ -11,15 +11,12 @@ The first two pages are what a rush loads: they are served from a cache of the r
 page (see "the cached pages" below). The steps after the pick open with one dependency
 (``HeldStep``: the rules, the embed, the live hold or the "expired" page, the form check)."""
 
-import asyncio
 import hashlib
 import hmac
-import logging
-import secrets
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -37,9 +34,10 @@ from app.services.booking.public_slots import SlotCache, SlotGone, by_day, publi
 from app.services.core.audit import Actor
 from app.services.core.errors import DomainError
 from app.services.flows import online_booking as booking_flow
-from app.web.deps import SessionDep, client_address, csrf_token, public, run_in_session
+from app.web.deps import SessionDep, client_address, public, run_in_session
 from app.web.forms import PostedForm, page_language
 from app.web.middleware import csp_framed_by
+from app.web.page_cache import CSRF_MARK, CachedPage, body_for, freeze, fresh
 from app.web.templating import render
 from models.audit import ActorKind
 from models.online_booking import OnlineBookingRules, SlotHold
@@ -154,20 +152,6 @@ def _expired(request: Request, rules: OnlineBookingRules, embed: bool, status: i
 # a change of availability, at most ``FRESH_SECONDS`` old otherwise (another process's change),
 # and refreshed beside serving before it expires.
 
-log = logging.getLogger(__name__)
-V = TypeVar("V")
-# Stands for the visitor's CSRF token in a cached page; replaced at each answer.
-CSRF_MARK = f"csrf-mark-{secrets.token_hex(16)}"
-
-
-@dataclass(frozen=True)
-class CachedPage:
-    """A rendered page, its CSRF token left as ``CSRF_MARK``."""
-
-    status: int
-    body: bytes
-    has_csrf: bool
-
 
 @dataclass
 class PageCaches:
@@ -185,48 +169,15 @@ def _caches(request: Request) -> PageCaches:
     return caches
 
 
-_REFRESHING: set[asyncio.Task[object]] = set()
-
-
-async def _fresh(cache: SlotCache[V], key: Hashable, compute: Callable[[], V]) -> V:
-    """The cached value; a value due for a refresh is served while a worker thread
-    computes the next one, and a missing one is computed (in a worker thread) and waited
-    for."""
-    value, refresh = cache.peek(key)
-    if value is None:
-        return await run_in_threadpool(cache.get, key, compute)
-    if refresh:
-        task: asyncio.Task[object] = asyncio.create_task(
-            run_in_threadpool(cache.refresh, key, compute)
-        )
-        _REFRESHING.add(task)  # kept until done (the loop holds tasks weakly)
-        task.add_done_callback(_refreshed)
-    return value
-
-
-def _refreshed(task: asyncio.Task[object]) -> None:
-    _REFRESHING.discard(task)
-    if not task.cancelled() and task.exception() is not None:  # the next view tries again
-        log.warning("booking page refresh failed: %s", type(task.exception()).__name__)
-
-
 async def _cached_rules(request: Request) -> OnlineBookingRules:
     """The rules as of at most ``FRESH_SECONDS`` ago (at once after a change made here)."""
-    return await _fresh(
+    return await fresh(
         _caches(request).rules, "rules", lambda: run_in_session(request, booking_rules.current)
     )
 
 
-def _freeze(response: Response) -> CachedPage:
-    body = bytes(response.body)
-    return CachedPage(response.status_code, body, CSRF_MARK.encode() in body)
-
-
 def _serve(request: Request, rules: OnlineBookingRules, page: CachedPage, embed: bool) -> Response:
-    body = page.body
-    if page.has_csrf and "session" in request.scope:
-        body = body.replace(CSRF_MARK.encode(), csrf_token(request).encode())
-    response = HTMLResponse(body, page.status)
+    response = HTMLResponse(body_for(request, page), page.status)
     if embed:
         response.headers["content-security-policy"] = csp_framed_by(rules.frame_ancestors)
     return response
@@ -244,8 +195,8 @@ async def _cached_page(
     asked = request.query_params.get("lang")  # kept in the page's links
     asked = asked if asked in ("fr", "en") else None
     full_key = (*key, rules.id, rules.updated_at, page_language(request), asked, embed)
-    page = await _fresh(
-        _caches(request).pages, full_key, lambda: _freeze(run_in_session(request, build))
+    page = await fresh(
+        _caches(request).pages, full_key, lambda: freeze(run_in_session(request, build))
     )
     return _serve(request, rules, page, embed)
 
