@@ -19,7 +19,8 @@ machine is as much, the client's own CPU per autosave, and the machine's load af
 phase; the server's own output is kept beside the report
 (``reports/autosave-server-<database>.log``).
 
-The patients' browsers are a hand-written HTTP/1.1 client (``AutosaveClient``): the client
+The patients' browsers are the hand-written HTTP/1.1 client of ``benchmarks.load`` (``RawClient``,
+one per patient, keeping the session cookie up to date): the client
 shares the two cores with the server, and httpx cost about five times its CPU per request.
 Setting up the patients (open the link, confirm the birth date) still uses httpx, outside
 any measured phase.
@@ -44,7 +45,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -57,7 +58,7 @@ from app.services.core.audit import Actor
 from app.services.preconsultation import links as pc
 from app.services.preconsultation.questionnaires import import_bundled
 from benchmarks import load
-from benchmarks.load import CLIENT_KEEPALIVE_SECONDS, Answer, Phase
+from benchmarks.load import CLIENT_KEEPALIVE_SECONDS, Answer, Phase, RawClient
 from benchmarks.report import REPORTS_DIR, Measure, Report, load_average, percentile
 from models.appointments import Appointment
 from models.audit import ActorKind
@@ -108,13 +109,20 @@ def _prepare(url: str) -> list[str]:
 class Patient:
     """One patient's browser: the link, the headers an autosave carries (the session cookie
     among them, kept up to date from the answers' ``Set-Cookie``), and its keep-alive
-    connections."""
+    connections (a ``RawClient`` of its own, set when the phases start)."""
 
     path: str
     headers: dict[str, str]
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(
-        default_factory=list
-    )
+    client: RawClient | None = None
+
+    async def save(self, counter: int) -> Answer:
+        """One autosave; the session cookie follows the answer's ``Set-Cookie``."""
+        assert self.client is not None, "the phases give each patient its client"
+        body = json.dumps(_body(counter)).encode()
+        answer = await self.client.request("POST", f"{self.path}/answers", self.headers, body)
+        for set_cookie in answer.cookies:
+            _keep_cookie(self, set_cookie)
+        return answer
 
 
 async def _patient(client: httpx.AsyncClient, path: str) -> Patient:
@@ -150,80 +158,6 @@ def _body(counter: int) -> dict[str, dict[str, str]]:
     return {"answers": {"motif": motif}}
 
 
-class AutosaveClient:
-    """The patients' browsers, as light as HTTP/1.1 allows: keep-alive connections per
-    patient and a request written by hand. On the 2-core reference machine httpx spent
-    about 0.9 ms of CPU per autosave and this client about 0.2 ms (one save after the other,
-    same server): CPU taken from the server it shares the cores with. The shared
-    ``RawClient`` of ``benchmarks.load`` sends GET requests only."""
-
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-
-    async def _connection(
-        self, patient: Patient
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        now = time.monotonic()
-        while patient.idle:
-            reader, writer, since = patient.idle.pop()
-            if now - since < CLIENT_KEEPALIVE_SECONDS and not reader.at_eof():
-                return reader, writer
-            writer.close()
-        return await asyncio.open_connection(self.host, self.port)
-
-    async def save(self, patient: Patient, counter: int) -> Answer:
-        reader, writer = await self._connection(patient)
-        try:
-            answer = await asyncio.wait_for(
-                self._exchange(reader, writer, patient, counter), self.timeout
-            )
-        except BaseException:
-            writer.close()
-            raise
-        if answer.headers.get("connection", "").lower() == "close":
-            writer.close()
-        else:
-            patient.idle.append((reader, writer, time.monotonic()))
-        return answer
-
-    async def _exchange(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        patient: Patient,
-        counter: int,
-    ) -> Answer:
-        body = json.dumps(_body(counter)).encode()
-        lines = [
-            f"POST {patient.path}/answers HTTP/1.1",
-            f"Host: {self.host}:{self.port}",
-            f"Content-Length: {len(body)}",
-            *(f"{name}: {value}" for name, value in patient.headers.items()),
-        ]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        found: dict[str, str] = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            key = name.strip().lower()
-            if key == "set-cookie":  # the session changed: the browser keeps the new one
-                _keep_cookie(patient, value.strip())
-            elif key:
-                found[key] = value.strip()
-        if "content-length" not in found:  # an autosave's answer is one JSON document
-            raise ValueError("an answer without Content-Length")
-        length = int(found["content-length"])
-        content = await reader.readexactly(length) if length else b""
-        return Answer(int(status_line.split(" ", 2)[1]), found, content)
-
-    async def close(self, patients: list[Patient]) -> None:
-        for patient in patients:
-            for _, writer, _ in patient.idle:
-                writer.close()
-            patient.idle.clear()
-
-
 def _keep_cookie(patient: Patient, set_cookie: str) -> None:
     name, _, value = set_cookie.split(";", 1)[0].partition("=")
     cookies = dict(
@@ -247,10 +181,11 @@ async def _drive(base: str, paths: list[str], pid: int) -> dict[str, list[tuple[
         first = patients[0]
         await setup.post(f"{first.path}/answers", json=_body(0), headers=first.headers, timeout=180)
     url = httpx.URL(base)
-    client = AutosaveClient(url.host, url.port or 80)
+    for patient in patients:
+        patient.client = RawClient(url.host, url.port or 80)
 
     def request(n: int) -> Awaitable[Answer]:
-        return client.save(patients[n % len(patients)], n)
+        return patients[n % len(patients)].save(n)
 
     try:
         saturation = await load.saturation(CONCURRENCY, DURATION_SECONDS, request, pid)
@@ -261,7 +196,9 @@ async def _drive(base: str, paths: list[str], pid: int) -> dict[str, list[tuple[
             phases["paced"].append((paced, load_average()[0]))
         return phases
     finally:
-        await client.close(patients)
+        for patient in patients:
+            if patient.client is not None:
+                await patient.client.close()
 
 
 def _serve(url: str, data_dir: Path, log: IO[bytes]) -> tuple[subprocess.Popen, str]:

@@ -104,8 +104,9 @@ class Phase:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # the first of each name
     body: bytes
+    cookies: tuple[str, ...] = ()  # every Set-Cookie, in order
 
 
 class RawClient:
@@ -164,13 +165,15 @@ class RawClient:
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         status = int(status_line.split(" ", 2)[1])
         found: dict[str, str] = {}
+        cookies: list[str] = []
         for line in header_lines:
             if line:
                 name, _, value = line.partition(":")
                 key = name.strip().lower()
                 value = value.strip()
-                # Several Set-Cookie headers: the first is enough here.
                 found.setdefault(key, value)
+                if key == "set-cookie":
+                    cookies.append(value)
         if found.get("transfer-encoding", "").lower() == "chunked":
             chunks = bytearray()
             while True:
@@ -179,9 +182,10 @@ class RawClient:
                 if size == 0:
                     break
                 chunks += chunk[:-2]
-            return Answer(status, found, bytes(chunks))
+            return Answer(status, found, bytes(chunks), tuple(cookies))
         length = int(found.get("content-length", "0"))
-        return Answer(status, found, await reader.readexactly(length) if length else b"")
+        content = await reader.readexactly(length) if length else b""
+        return Answer(status, found, content, tuple(cookies))
 
     async def close(self) -> None:
         for _, writer, _ in self._idle:
