@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.services.core.errors import InvalidInput
 
-ANALYSIS_VERSION = 2  # bump when indexed tokens change: the lexical index rebuilds itself
+ANALYSIS_VERSION = 3  # bump when indexed tokens change: the lexical index rebuilds itself
 VOCABULARY_FILE = Path(__file__).resolve().parent / "vocabulary.yaml"
 PRACTICE_VOCABULARY = "knowledge-vocabulary.yaml"  # in the data directory, optional
 _WORD = re.compile(r"[a-z0-9]+")
@@ -225,9 +225,17 @@ _STEMMER = snowballstemmer.stemmer("french")
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """The Snowball French stem of a folded word (numbers stay as they are)."""
+    """The Snowball French stem of a folded word (numbers stay as they are).
+
+    Snowball reads accents: folded, a feminine participle ("réservées" as "reservees") keeps
+    an "e" that its other forms ("réserver", "réservé") lose. A folded word ending in "ee"
+    or "ees" is "ée" or "ées" in French (année, durée, réservée), so the accent is put back
+    before stemming; the stem is folded again."""
     if word.isdigit():
         return word
+    for folded, accented in (("ees", "ées"), ("ee", "ée")):
+        if word.endswith(folded) and len(word) > len(folded) + 2:
+            return fold(str(_STEMMER.stemWord(word[: -len(folded)] + accented)))
     stemmed = str(_STEMMER.stemWord(word))
     if len(word) > 4 and word.endswith("s") and stemmed.endswith("s"):
         return str(_STEMMER.stemWord(word[:-1]))  # "radios" as "radio": Snowball keeps the s
