@@ -674,7 +674,8 @@ def save_valid(
     french = questionnaires.version_translation(session, link.questionnaire, "fr")
     form = questionnaires.version_form(session, french)
     answers = _merged(form.questions, link.answers, clean)
-    ages = red_flags.age_answers(link.birth_date, datetime.now(UTC).date())
+    moment = _now(now)
+    ages = red_flags.age_answers(link.birth_date, moment.date())
     flags = red_flags.assess(form, answers, ages)
     session.connection().execute(
         _SAVE,
@@ -683,7 +684,7 @@ def save_valid(
             "answers": answers,
             "red_flags": [f.as_json() for f in flags],
             "status": _in_progress(link.status),
-            "updated_at": _now(now),
+            "updated_at": moment,
         },
     )
     audit.record_now(

@@ -139,6 +139,13 @@ def _column(
     return AgendaColumn(practitioner, day, rows, no_slot)
 
 
+def _shown_days(shown_day: date, view: Literal["day", "week"]) -> list[date]:
+    """The day shown, or the Monday-to-Sunday week around it."""
+    if view == "day":
+        return [shown_day]
+    return [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
+
+
 def _agenda_url(**params: Any) -> str:
     kept = {k: v for k, v in params.items() if v not in (None, "", False)}
     return "/agenda" + ("?" + urlencode(kept) if kept else "")
@@ -186,8 +193,8 @@ def agenda_page(
         active_practitioners(session, chosen_id)  # an unknown practitioner is a clear 404
     elif view == "week":
         chosen_id = _week_practitioner(user, practitioners)
-    week = [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
-    days = week if view == "week" else [shown_day]
+    week = _shown_days(shown_day, "week")
+    days = _shown_days(shown_day, view)
     shown = [p for p in practitioners if chosen_id in (None, p.id)]
     start, end = day_span(days[0], len(days), tz)
     views = (
@@ -617,11 +624,7 @@ def _grid_data(
     """The grid's JSON for one day or the week around ``shown_day``: GET /agenda/grid, and the
     copy embedded in the agenda page for its first draw."""
     practitioners = active_practitioners(session, chosen_id)
-    days = (
-        [shown_day - timedelta(days=shown_day.weekday() - i) for i in range(7)]
-        if view == "week"
-        else [shown_day]
-    )
+    days = _shown_days(shown_day, view)
     grid = agenda_grid(
         session,
         user_actor(request, user),
