@@ -331,7 +331,10 @@ def mcp_client_revoke(name: str) -> None:
 def eval_knowledge(
     questions: Annotated[
         Path | None,
-        typer.Option(help="Questions (YAML) ; par défaut evals/data/knowledge/questions.yaml"),
+        typer.Option(
+            help="Questions (YAML) ; par défaut les jeux de evals/data/knowledge/ "
+            "(questions.yaml et calibration.yaml calibrés, les autres mis de côté)"
+        ),
     ] = None,
     documents: Annotated[
         Path | None,
@@ -340,7 +343,8 @@ def eval_knowledge(
     limit: Annotated[int | None, typer.Option(help="Seulement les N premières questions")] = None,
     out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
     calibrate: Annotated[
-        bool, typer.Option(help="Recalibrer le modèle « pas de réponse » sur ces questions")
+        bool,
+        typer.Option(help="Recalibrer le modèle « pas de réponse » sur les questions calibrées"),
     ] = False,
 ) -> None:
     """Measure recall@k, MRR and "no answer" of the knowledge search (configured model)."""
@@ -350,7 +354,7 @@ def eval_knowledge(
     try:
         result = knowledge_eval.evaluate(
             get_settings(),
-            questions=questions or knowledge_eval.QUESTIONS,
+            questions=questions,
             documents=documents or knowledge_eval.DOCUMENTS,
             limit=limit,
             calibrate=calibrate,

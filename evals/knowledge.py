@@ -4,15 +4,17 @@ as JSON and Markdown. The documents are ingested into a throw-away knowledge bas
 configured embedding model, through the same service as the app.
 
 By default it measures the handbooks the demo seeds (shipped in the repository) against the
-question set beside this module, and two held-out sets never used for tuning, to estimate how
-it does on questions it has not seen: paraphrases of the set (``paraphrases.yaml``) and
-questions written apart from the code by someone who read only the handbooks
-(``independent.yaml``). Questions the
+question sets beside this module. Two are *fitted* on: the question set the search was tuned
+on (``questions.yaml``) and the calibration questions written apart from the code
+(``calibration.yaml``), on which the "no answer" decision is calibrated. Three are *held out*,
+never used to tune or calibrate anything, to estimate how it does on questions it has not
+seen: paraphrases of the set (``paraphrases.yaml``) and two sets written apart from the code
+by people who read only the handbooks (``independent.yaml``, ``unseen.yaml``). Questions the
 handbooks do not answer (``expected_section: null``) stay out of recall and MRR and measure
-"no answer". The "no answer" decision is a logistic model calibrated on the question set:
-its scores on that set are also given by 5-fold cross-validation (fitted on four fifths,
+"no answer". The "no answer" decision is a logistic model calibrated on the fitted sets:
+its scores on them are also given by 5-fold cross-validation (fitted on four fifths,
 measured on the fifth left out), the honest estimate; ``calibrate=True`` (``accueil eval
-knowledge --calibrate``) fits it on the whole set and writes the model the app ships.
+knowledge --calibrate``) fits it on all of them and writes the model the app ships.
 """
 
 import json
@@ -20,6 +22,7 @@ import random
 import tempfile
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +46,10 @@ from models.migrate import upgrade
 
 DATA = Path(__file__).resolve().parent / "data" / "knowledge"
 QUESTIONS = DATA / "questions.yaml"
+CALIBRATION = DATA / "calibration.yaml"
 PARAPHRASES = DATA / "paraphrases.yaml"
 INDEPENDENT = DATA / "independent.yaml"
+UNSEEN = DATA / "unseen.yaml"
 DOCUMENTS = HANDBOOKS_DIR
 REPORTS = Path(__file__).resolve().parent / "reports"
 KS = (1, 3, 4, 5)
@@ -62,6 +67,53 @@ class Question:
     @property
     def answerable(self) -> bool:
         return self.expected_section is not None
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """A question file and its role: ``fitted`` sets tune the search and calibrate "no
+    answer"; the others are held out and only measured."""
+
+    key: str
+    label: str  # French, for the summary
+    title: str  # English, for the Markdown report
+    path: Path
+    fitted: bool
+
+
+FITTED = (
+    QuestionSet("questions", "Jeu de questions", "Question set", QUESTIONS, True),
+    QuestionSet(
+        "calibration",
+        "Questions de calibrage (écrites à part)",
+        "Calibration questions (written apart from the code, calibrated on)",
+        CALIBRATION,
+        True,
+    ),
+)
+HELD_OUT = (
+    QuestionSet(
+        "paraphrases",
+        "Paraphrases jamais vues",
+        "Held-out paraphrases (never used for tuning)",
+        PARAPHRASES,
+        False,
+    ),
+    QuestionSet(
+        "independent",
+        "Questions écrites à part",
+        "Held-out questions written apart from the code (never used for tuning)",
+        INDEPENDENT,
+        False,
+    ),
+    QuestionSet(
+        "unseen",
+        "Questions écrites à part (2)",
+        "Held-out questions written apart, before the last changes (never used for tuning)",
+        UNSEEN,
+        False,
+    ),
+)
 
 
 @dataclass
@@ -96,6 +148,18 @@ class Scores:
 
 
 @dataclass
+class SetResult:
+    """The scores of one question set and each of its questions."""
+
+    key: str
+    label: str
+    title: str
+    fitted: bool
+    scores: Scores
+    results: list[QuestionResult] = field(default_factory=list)
+
+
+@dataclass
 class KnowledgeEval:
     """The scores of one run, and what they were measured on."""
 
@@ -104,15 +168,12 @@ class KnowledgeEval:
     chunks: int
     ingest_seconds: float
     search_ms_mean: float
-    scores: Scores
-    cross_validated: Scores | None = None  # "no answer" by 5-fold cross-validation
-    paraphrases: Scores | None = None
-    independent: Scores | None = None  # the held-out set written apart from the code
+    scores: Scores  # the fitted sets together
+    cross_validated: Scores | None = None  # "no answer" by 5-fold cross-validation on them
+    sets: list[SetResult] = field(default_factory=list)  # each set, fitted then held out
     no_answer_model: str = ""  # what the shipped model was calibrated on
     calibrated: bool = False
-    results: list[QuestionResult] = field(default_factory=list)
-    paraphrase_results: list[QuestionResult] = field(default_factory=list)
-    independent_results: list[QuestionResult] = field(default_factory=list)
+    results: list[QuestionResult] = field(default_factory=list)  # the fitted sets' questions
     run_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     # compatibility with the former report's fields
@@ -131,6 +192,9 @@ class KnowledgeEval:
     @property
     def mrr(self) -> float:
         return self.scores.mrr
+
+    def set(self, key: str) -> SetResult | None:
+        return next((s for s in self.sets if s.key == key), None)
 
 
 def load_questions(path: Path, limit: int | None = None) -> list[Question]:
@@ -271,27 +335,27 @@ def score(results: list[QuestionResult], *, cross_validated: bool = False) -> Sc
 def evaluate(
     settings: Settings,
     *,
-    questions: Path,
-    documents: Path,
+    questions: Path | None = None,
+    documents: Path = DOCUMENTS,
     limit: int | None = None,
-    paraphrases: Path | None = None,
-    independent: Path | None = None,
+    held_out: Sequence[QuestionSet] | None = None,
     calibrate: bool = False,
 ) -> KnowledgeEval:
-    """Ingest every document of ``documents`` in a temporary base, then ask each question,
-    and those of the held-out sets (by default, when the default questions are measured: the
-    paraphrases and the questions written apart from the code)."""
-    asked = load_questions(questions, limit)
-    defaults = questions == QUESTIONS and not limit
-    if paraphrases is None and defaults and PARAPHRASES.exists():
-        paraphrases = PARAPHRASES
-    if independent is None and defaults and INDEPENDENT.exists():
-        independent = INDEPENDENT
-    held_out = load_questions(paraphrases) if paraphrases else []
-    apart = load_questions(independent) if independent else []
+    """Ingest every document of ``documents`` in a temporary base, then ask each question of
+    the fitted sets (``questions`` alone when given, else ``FITTED``) and of the held-out sets
+    (``held_out``; by default ``HELD_OUT`` with the default sets, none with ``questions``)."""
+    if questions is None:
+        fitted = [q for q in FITTED if q.path.exists()]
+        if held_out is None and not limit:
+            held_out = HELD_OUT
+    else:
+        fitted = [QuestionSet("questions", "Jeu de questions", "Question set", questions, True)]
+    chosen = [*fitted, *(q for q in held_out or () if q.path.exists())]
+    asked = {q.key: load_questions(q.path, limit if q.fitted else None) for q in chosen}
     files = sorted(p for p in documents.iterdir() if p.suffix.lower() in MEDIA_TYPES)
     actor = Actor.system("eval")
     durations: list[float] = []
+    answered: dict[str, list[QuestionResult]] = {}
     with tempfile.TemporaryDirectory(prefix="accueil-eval-", ignore_cleanup_errors=True) as tmp:
         local = settings.model_copy(
             update={"data_dir": Path(tmp), "database_url": "", "chroma_url": None}
@@ -307,25 +371,26 @@ def evaluate(
                     chunks += outcome.document.chunk_count
                 session.commit()
                 ingest_seconds = time.perf_counter() - start
-                results = _ask(session, local, asked, durations)
-                paraphrase_results = _ask(session, local, held_out, []) if held_out else []
-                independent_results = _ask(session, local, apart, []) if apart else []
+                for q in chosen:
+                    answered[q.key] = _ask(
+                        session, local, asked[q.key], durations if q.fitted else []
+                    )
         finally:
             engine.dispose()
+    results = [r for q in fitted for r in answered[q.key]]
     cross_validate(results)
     calibrated = False
     if calibrate:
         usable = [r for r in results if r.signals and r.answer != "urgent"]
+        names = " + ".join(q.path.name for q in fitted)
         model = no_answer.fit(
             [_signals(r) for r in usable],
             [r.expected_section is not None for r in usable],
-            calibrated_on=(
-                f"{questions.name}: {len(usable)} questions, {datetime.now(UTC):%Y-%m-%d}"
-            ),
+            calibrated_on=f"{names}: {len(usable)} questions, {datetime.now(UTC):%Y-%m-%d}",
         )
         no_answer.MODEL_FILE.write_text(model.to_json(), "utf-8")
         no_answer.shipped.cache_clear()
-        for r in results + paraphrase_results + independent_results:
+        for r in (r for rs in answered.values() for r in rs):
             if r.answer != "urgent" and r.signals:
                 r.probability = model.probability(_signals(r))
                 r.answer = "none" if model.no_answer(_signals(r)) else "found"
@@ -341,13 +406,13 @@ def evaluate(
         cross_validated=score(results, cross_validated=True)
         if any(r.cv_no_answer is not None for r in results)
         else None,
-        paraphrases=score(paraphrase_results) if paraphrase_results else None,
-        independent=score(independent_results) if independent_results else None,
+        sets=[
+            SetResult(q.key, q.label, q.title, q.fitted, score(answered[q.key]), answered[q.key])
+            for q in chosen
+        ],
         no_answer_model=shipped.calibrated_on if shipped else "",
         calibrated=calibrated,
         results=results,
-        paraphrase_results=paraphrase_results,
-        independent_results=independent_results,
     )
 
 
@@ -362,10 +427,10 @@ def _line(name: str, s: Scores) -> str:
 
 
 def summary(result: KnowledgeEval) -> str:
-    lines = [
-        f"{result.documents} documents ({result.chunks} passages), modèle {result.model}",
-        _line("Jeu de questions", result.scores),
-    ]
+    lines = [f"{result.documents} documents ({result.chunks} passages), modèle {result.model}"]
+    lines += [_line(s.label, s.scores) for s in result.sets if s.fitted]
+    if sum(s.fitted for s in result.sets) > 1:
+        lines.append(_line("Questions calibrées, ensemble", result.scores))
     if result.cross_validated is not None:
         cv = result.cross_validated
         lines.append(
@@ -373,10 +438,7 @@ def summary(result: KnowledgeEval) -> str:
             f"{cv.no_answer_precision:.2f}, rappel {cv.no_answer_recall:.2f}, "
             f"F1 {cv.no_answer_f1:.2f}"
         )
-    if result.paraphrases is not None:
-        lines.append(_line("Paraphrases jamais vues", result.paraphrases))
-    if result.independent is not None:
-        lines.append(_line("Questions écrites à part", result.independent))
+    lines += [_line(s.label, s.scores) for s in result.sets if not s.fitted]
     if result.calibrated:
         lines.append(f"Modèle « pas de réponse » recalibré : {no_answer.MODEL_FILE}")
     return "\n".join(lines)
@@ -430,29 +492,24 @@ def markdown(result: KnowledgeEval) -> str:
         f"{result.search_ms_mean:.0f} ms per question (embedding included). "
         f"« No answer » model: {result.no_answer_model or 'none calibrated'}.",
         "",
-        *_scores_table("Question set", result.scores),
     ]
+    for s in (s for s in result.sets if s.fitted):
+        lines += _scores_table(s.title, s.scores)
+    if sum(s.fitted for s in result.sets) > 1:
+        lines += _scores_table("Fitted sets together", result.scores)
     if result.cross_validated is not None:
         cv = result.cross_validated
         lines += [
-            f"« No answer » by {FOLDS}-fold cross-validation on the question set (each question "
+            f"« No answer » by {FOLDS}-fold cross-validation on the fitted sets (each question "
             f"decided by a model fitted without it): precision {cv.no_answer_precision:.2f}, "
             f"recall {cv.no_answer_recall:.2f}, F1 {cv.no_answer_f1:.2f}, "
             f"{cv.answerable_refused} answerable questions refused.",
             "",
         ]
-    if result.paraphrases is not None:
-        lines += _scores_table("Held-out paraphrases (never used for tuning)", result.paraphrases)
-    if result.independent is not None:
-        lines += _scores_table(
-            "Held-out questions written apart from the code (never used for tuning)",
-            result.independent,
-        )
-    lines += ["## Questions", "", *_rows(result.results), ""]
-    if result.paraphrase_results:
-        lines += ["## Paraphrases", "", *_rows(result.paraphrase_results), ""]
-    if result.independent_results:
-        lines += ["## Questions written apart", "", *_rows(result.independent_results), ""]
+    for s in (s for s in result.sets if not s.fitted):
+        lines += _scores_table(s.title, s.scores)
+    for s in result.sets:
+        lines += [f"## {s.title}: each question", "", *_rows(s.results), ""]
     return "\n".join(lines) + "\n"
 
 

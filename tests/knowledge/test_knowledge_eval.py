@@ -75,11 +75,34 @@ def test_the_eval_scores_a_small_question_set(settings, tmp_path) -> None:
     )
     assert {r.answer for r in result.results} <= {"found", "none", "urgent"}
     assert 0.0 <= result.scores.no_answer_f1 <= 1.0
-    assert result.paraphrases is None  # held-out sets only with the default set
-    assert result.independent is None and result.independent_results == []
+    # A question file given by path is the one fitted set; held-out sets only with the defaults.
+    assert [(s.key, s.fitted) for s in result.sets] == [("questions", True)]
+    assert result.set("questions") is not None and result.set("unseen") is None
     assert not (settings.data_dir / "chroma").exists()  # a throw-away base, not the app's
     limited = knowledge_eval.evaluate(settings, questions=questions, documents=documents, limit=2)
     assert limited.questions == 2 and limited.recall[4] == 1.0 and limited.unanswerable == 0
+
+
+def test_held_out_sets_are_measured_apart_from_the_fitted_ones(settings, tmp_path) -> None:
+    questions, documents = _fixtures(tmp_path)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump(QUESTIONS[:2] + QUESTIONS[4:], allow_unicode=True), "utf-8")
+    held = knowledge_eval.QuestionSet("extra", "À part", "Apart", extra, False)
+    missing = knowledge_eval.QuestionSet("gone", "Absent", "Gone", tmp_path / "no.yaml", False)
+    result = knowledge_eval.evaluate(
+        settings, questions=questions, documents=documents, held_out=[held, missing]
+    )
+    # A held-out file that does not exist is left out; the others are scored on their own.
+    assert [(s.key, s.fitted) for s in result.sets] == [("questions", True), ("extra", False)]
+    apart = result.set("extra")
+    assert apart is not None
+    assert (apart.scores.questions, apart.scores.unanswerable) == (2, 1)
+    assert [r.rank for r in apart.results] == [1, 1, None]
+    # The fitted figures, and "no answer" cross-validation, only count the fitted questions.
+    assert (result.questions, result.unanswerable) == (4, 1) and len(result.results) == 5
+    summary = knowledge_eval.summary(result)
+    assert summary.index("Jeu de questions") < summary.index("À part : recall@1 1.00")
+    assert "## Apart: each question" in knowledge_eval.markdown(result)
 
 
 def _results(rows: list[tuple[str | None, int | None, str]]) -> list[knowledge_eval.QuestionResult]:
@@ -161,9 +184,7 @@ def test_accueil_eval_knowledge_writes_reports(tmp_path, monkeypatch, database_u
 
 def test_the_defaults_point_inside_the_repository() -> None:
     for path in (
-        knowledge_eval.QUESTIONS,
-        knowledge_eval.PARAPHRASES,
-        knowledge_eval.INDEPENDENT,
+        *(q.path for q in knowledge_eval.FITTED + knowledge_eval.HELD_OUT),
         knowledge_eval.DOCUMENTS,
         *HANDBOOKS,
     ):
@@ -196,8 +217,12 @@ def test_the_shipped_question_set_is_answerable_from_the_shipped_handbooks() -> 
     )
     apart = knowledge_eval.load_questions(knowledge_eval.INDEPENDENT)
     assert sum(q.answerable for q in apart) >= 20 and sum(not q.answerable for q in apart) >= 25
-    held_out = held_out + apart
-    questions = questions + held_out
+    unseen = knowledge_eval.load_questions(knowledge_eval.UNSEEN)
+    assert sum(q.answerable for q in unseen) >= 40 and sum(not q.answerable for q in unseen) >= 20
+    calibration = knowledge_eval.load_questions(knowledge_eval.CALIBRATION)
+    assert sum(q.answerable for q in calibration) >= 50
+    assert sum(not q.answerable for q in calibration) >= 60
+    questions = questions + calibration + held_out + apart + unseen
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]
     texts = [q.question.strip().lower() for q in questions]
