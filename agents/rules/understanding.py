@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from agents.rules.names import fold
 from agents.rules.when import MONTHS
+from app.services.core import shorthand
 
 INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -287,24 +288,6 @@ SPECIALTIES = {
 }
 
 
-# Front-desk shorthand, read as the words it stands for (whole lower-case words only: "Pr"
-# stays a title).
-SHORTHAND = {
-    "dem": "demain",
-    "dmain": "demain",
-    "aprem": "après-midi",
-    "aprèm": "après-midi",
-    "ap-m": "après-midi",
-    "ajd": "aujourd'hui",
-    "auj": "aujourd'hui",
-    "pr": "pour",
-    "ds": "dans",
-    "sem": "semaine",
-    "asap": "le plus tôt possible",
-    "tjrs": "toujours",
-    "qd": "quand",
-}
-SHORTHAND_WORD = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, SHORTHAND)) + r")(?![\w-])")
 # Lower-case words that are never a name typed in lower case after a title ("mme durand").
 _NEVER_NAMES = (
     "a",
@@ -414,8 +397,9 @@ DOCTOR_LOWER = re.compile(r"\b(?:dr\.?|docteur|docteure)\s+(?P<name>[a-zà-ÿ][\
 
 
 def expand(text: str) -> str:
-    """The message with front-desk shorthand written out ("rdv dem aprem pr mme X")."""
-    return SHORTHAND_WORD.sub(lambda m: SHORTHAND[m.group(1)], text)
+    """The message with front-desk shorthand written out ("rdv dem aprem pr mme X"; lower-case
+    words only: "Pr" stays a title)."""
+    return shorthand.expand(text)
 
 
 def _lower_names(rest: str) -> list[str]:

@@ -19,6 +19,7 @@ import snowballstemmer  # type: ignore[import-untyped]
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.services.core import shorthand
 from app.services.core.errors import InvalidInput
 
 ANALYSIS_VERSION = 3  # bump when indexed tokens change: the lexical index rebuilds itself
@@ -306,11 +307,19 @@ def build_vocabulary(files: Iterable[VocabularyFile]) -> Vocabulary:
 EXPANSION_PER_GROUP = 2  # synonyms added to the embedded question per concept it names
 
 
+def written_out(text: str) -> str:
+    """A question with its texting shorthand written out ("jai un rdv la sem pro" as "j'ai
+    un rendez-vous la semaine prochaine"): as typed, those words are unknown to the documents
+    and weigh as rare topics."""
+    return shorthand.expand(text, shorthand.TEXTING, any_case=True)
+
+
 def embedding_query(text: str, vocabulary: Vocabulary) -> str:
     """The question as embedded: followed by the first synonyms, from the practice's
     vocabulary, of each phrase of it the vocabulary knows ("en vacances" also says
     "congés"), so that the embedding meets passages written in the practice's words. Two
     per concept: more drown the question (measured on the question set)."""
+    text = written_out(text)
     asked = f" {' '.join(words(text))} "
     extra: list[str] = []
     for surface in vocabulary.surfaces:
@@ -437,7 +446,7 @@ def analyse_query(text: str, vocabulary: Vocabulary, speller: Speller | None = N
     each word (or phrase of the vocabulary) its synonyms."""
     stops = stop_words()
     corrections: dict[str, str] = {}
-    raw = words(text)
+    raw = words(written_out(text))
     fixed: list[str] = []
     for word in raw:
         if speller is not None and word not in stops and word not in vocabulary.known_words:
