@@ -166,6 +166,24 @@ def test_a_glue_word_is_not_an_acronym_of_an_alarm_sign() -> None:
     assert read_question("mon pere a fait un avc").urgent
 
 
+def test_someone_who_no_longer_responds_is_an_emergency() -> None:
+    for question in (
+        "mon enfant a fait un malaise il repond plus",
+        "elle ne répond plus, que faire ?",
+        "mon père est tombé et ne se réveille pas",
+        "my baby won't wake up",
+        "my dad is unresponsive",
+    ):
+        assert read_question(question).concepts == ("perte-connaissance",), question
+    for question in (
+        "le secrétariat ne répond plus au téléphone",
+        "sa toux ne répond plus au traitement",
+        "mon ado ne se réveille pas le matin",
+        "the website is not responding",
+    ):
+        assert not read_question(question).urgent, question
+
+
 def test_urgent_questions_say_call_15_even_when_no_document_does(db, settings) -> None:
     _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Horaires\nOuvert le samedi matin.\n")
     result = knowledge.find(db, ACTOR, settings, "mon mari a mal dans la poitrine", k=2)
