@@ -43,6 +43,8 @@ Le soir, après la fermeture, appelez le médecin de garde.
         ("jusqu'à quand vous gardez mon dossier", {"duration"}),
         ("vous fermez à quelle heure le soir", {"clock"}),
         ("What time do you open?", {"clock"}),
+        ("How much notice do you need to cancel?", {"duration"}),  # notice is time, not money
+        ("how far in advance should I book", {"duration"}),
         ("Combien de médecins au cabinet ?", set()),  # a count: none of these
         ("Je peux payer par chèque ?", set()),
     ],

@@ -21,10 +21,13 @@ _ASKED: dict[Kind, re.Pattern[str]] = {
     # "combien" alone asks a price; "combien de temps / de jours / de fois" does not.
     "price": re.compile(
         r"\bcombien\b(?!\s+de\s+(?:temps|jours?|semaines?|mois|ans|heures?|minutes?|fois|"
-        r"personnes?|medecins?))|\b(?:prix|tarifs?|coute|coutent|cout|how much|price|cost|fees?)\b"
+        r"personnes?|medecins?))|\b(?:prix|tarifs?|coute|coutent|cout|price|cost|fees?)\b|"
+        r"\bhow much\b(?!\s+(?:notice|time|longer|earlier|in advance|before|ahead))"
     ),
     "duration": re.compile(
         r"\bcombien de (?:temps|jours|semaines|mois|ans)\b|\bhow long\b|\bjusqu.?(?:a|quand)\b|"
+        r"\bhow much (?:notice|time|longer|earlier|in advance|before|ahead)\b|\bhow (?:far|early) "
+        r"in advance\b|"
         r"\bdelais?\b|\bpendant combien\b"
     ),
     "clock": re.compile(r"\ba quelle heure\b|\bwhat time\b|\bhoraires?\b"),
