@@ -256,3 +256,32 @@ def test_the_shared_question_set_still_runs_when_given_by_path(settings) -> None
     result = knowledge_eval.evaluate(settings, questions=questions, documents=documents)
     assert result.questions >= 10
     assert result.recall[4] >= 0.9  # the goal of issue 7 with the offline model
+
+
+def test_paraphrases_over_a_handbook_of_another_shape_find_their_section(settings) -> None:
+    """The search was tuned on the demo handbooks (83 short passages); a practice's own
+    handbook has another shape. Over the sample handbook of the shared data (12 sections of
+    several facts each), 80 paraphrases written by someone who read only it (lay words,
+    typos, texting, English) find their section first most of the time; measured 0.90 and
+    0.90 on 2026-12-05, the embedding alone 0.82 and 0.85."""
+    documents = SHARED / "knowledge"
+    if not (documents / "livret-cabinet.md").is_file():
+        pytest.skip("../shared/knowledge is not beside this checkout")
+    data = Path(__file__).resolve().parent / "data"
+    test_half = knowledge_eval.QuestionSet(
+        "test", "Moitié test", "Test half", data / "sample_handbook_test.yaml", False
+    )
+    result = knowledge_eval.evaluate(
+        settings,
+        questions=data / "sample_handbook_dev.yaml",
+        documents=documents,
+        held_out=[test_half],
+    )
+    assert [(s.key, s.scores.questions, s.scores.unanswerable) for s in result.sets] == [
+        ("questions", 40, 10),
+        ("test", 40, 10),
+    ]
+    for half in result.sets:
+        assert half.scores.recall[1] >= 0.8, half.key
+        assert half.scores.recall[4] >= 0.9, half.key
+        assert half.scores.recall[1] >= half.scores.embedding_recall[1], half.key
