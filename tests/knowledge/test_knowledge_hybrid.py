@@ -26,7 +26,7 @@ from app.services.knowledge.analysis import (
     vocabulary,
 )
 from app.services.knowledge.index import embedder_for, open_collection
-from app.services.knowledge.no_answer import NoAnswerModel, Signals, fit
+from app.services.knowledge.no_answer import PRECISION_BETA, NoAnswerModel, Signals, fbeta, fit
 from app.services.knowledge.retrieval import NO_ANSWER_FR, concept_ranking, hybrid_search
 from app.services.knowledge.urgency import read_question
 
@@ -398,3 +398,20 @@ def test_the_shipped_model_answers_over_a_two_section_document(db, settings) -> 
     assert "30 euros" in asked.passages[0].text
     away = knowledge.find(db, ACTOR, settings, "Vous faites de l'acupuncture ?", k=4)
     assert away.answer == "none" and away.passages  # refused, the passages kept for the log
+
+
+def test_no_answer_weighs_its_precision_twice() -> None:
+    """Refusing a question the documents answer hides what the practice wrote: with F-beta
+    0.5, being right on one of two refusals scores below refusing one of two rightly."""
+    all_refused = ([True, True], [True, False])  # 1 of 2 refusals wrong, recall 1
+    half_missed = ([True, False], [True, True])  # no wrong refusal, recall 0.5
+    assert fbeta(*all_refused, 1.0) == fbeta(*half_missed, 1.0) == pytest.approx(2 / 3)
+    assert fbeta(*half_missed, PRECISION_BETA) > fbeta(*all_refused, PRECISION_BETA)
+    assert fbeta([False, False], [True, False], 0.5) == 0.0
+
+
+def test_the_practice_itself_is_not_what_a_question_is_about() -> None:
+    """ "Au cabinet" says where: every section of the practice's documents is about the practice,
+    so it would cover an off-topic question ("l'acupuncture au cabinet")."""
+    phrases = analyse_query("Vous faites de l'acupuncture au cabinet ?", vocabulary()).phrases()
+    assert phrases == [tuple(terms("acupuncture"))]

@@ -81,6 +81,10 @@ _EXTRA_STOP = frozenset(
         "ma",
     ]
 )
+# Words that name the practice itself ("vous faites ça au cabinet ?"): in a question they say
+# where, not what about, and every section of a practice's documents is about the practice.
+# Left out of questions only (the passages keep them, so no re-indexing).
+PRACTICE_WORDS = frozenset({"cabinet", "cabinets"})
 # The forms of the verbs that frame a question rather than say what it is about ("puis-je",
 # "je dois", "vous faites", "il faut", "j'aurai"): auxiliaries and modals, in French.
 _QUESTION_VERBS = frozenset(
@@ -456,7 +460,7 @@ def analyse_query(text: str, vocabulary: Vocabulary, speller: Speller | None = N
                 word = corrected
         fixed.append(word)
     all_stems = [stem(w) for w in fixed]  # phrases of the vocabulary may hold stop words
-    content = [stem(w) for w in fixed if w not in stops]
+    content = [stem(w) for w in fixed if w not in stops and w not in PRACTICE_WORDS]
     groups: list[tuple[tuple[str, ...], ...]] = []
     covered: set[str] = set()
     for sequence in (all_stems, content):
