@@ -344,20 +344,26 @@ def eval_knowledge(
     out: Annotated[Path | None, typer.Option(help="Dossier des rapports")] = None,
     calibrate: Annotated[
         bool,
-        typer.Option(help="Recalibrer le modèle « pas de réponse » sur les questions calibrées"),
+        typer.Option(
+            help="Recalibrer « pas de réponse » sur les questions calibrées ; avec --questions, "
+            "la calibration propre au cabinet (dans son dossier de données)"
+        ),
     ] = False,
 ) -> None:
     """Measure recall@k, MRR and "no answer" of the knowledge search (configured model)."""
     from app.services.core.errors import DomainError
+    from app.services.knowledge.no_answer import PRACTICE_FILE
     from evals import knowledge as knowledge_eval
 
+    settings = get_settings()
     try:
         result = knowledge_eval.evaluate(
-            get_settings(),
+            settings,
             questions=questions,
             documents=documents or knowledge_eval.DOCUMENTS,
             limit=limit,
             calibrate=calibrate,
+            calibration_file=settings.data_dir / PRACTICE_FILE if questions else None,
         )
     except DomainError as exc:
         typer.echo(exc.fr, err=True)

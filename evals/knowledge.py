@@ -171,8 +171,9 @@ class KnowledgeEval:
     scores: Scores  # the fitted sets together
     cross_validated: Scores | None = None  # "no answer" by 5-fold cross-validation on them
     sets: list[SetResult] = field(default_factory=list)  # each set, fitted then held out
-    no_answer_model: str = ""  # what the shipped model was calibrated on
+    no_answer_model: str = ""  # what the model that decided "no answer" was calibrated on
     calibrated: bool = False
+    calibration_file: str = ""  # where the model fitted by this run was written
     results: list[QuestionResult] = field(default_factory=list)  # the fitted sets' questions
     run_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -233,7 +234,11 @@ def _rank(found: list[knowledge.Passage], question: Question) -> int | None:
 
 
 def _ask(
-    session: Session, settings: Settings, asked: list[Question], durations: list[float]
+    session: Session,
+    settings: Settings,
+    asked: list[Question],
+    durations: list[float],
+    decider: no_answer.NoAnswerModel | None = None,
 ) -> list[QuestionResult]:
     embedder = embedder_for(settings)
     collection = open_collection(settings, embedder)
@@ -243,7 +248,9 @@ def _ask(
         start = time.perf_counter()
         vector = embedder.embed_query([embedding_query(q.question, vocab)])[0]
         outcome = {
-            mode: hybrid_search(session, settings, collection, vector, q.question, DEPTH, mode=mode)
+            mode: hybrid_search(
+                session, settings, collection, vector, q.question, DEPTH, mode=mode, model=decider
+            )
             for mode in MODES
         }
         durations.append((time.perf_counter() - start) * 1000)
@@ -340,10 +347,14 @@ def evaluate(
     limit: int | None = None,
     held_out: Sequence[QuestionSet] | None = None,
     calibrate: bool = False,
+    calibration_file: Path | None = None,
 ) -> KnowledgeEval:
     """Ingest every document of ``documents`` in a temporary base, then ask each question of
     the fitted sets (``questions`` alone when given, else ``FITTED``) and of the held-out sets
-    (``held_out``; by default ``HELD_OUT`` with the default sets, none with ``questions``)."""
+    (``held_out``; by default ``HELD_OUT`` with the default sets, none with ``questions``).
+    "No answer" is decided by the practice's own calibration when ``settings.data_dir`` holds
+    one and ``questions`` is given, else by the shipped model; ``calibrate`` fits a new one on
+    the fitted sets and writes it to ``calibration_file`` (default: the shipped model's file)."""
     if questions is None:
         fitted = [q for q in FITTED if q.path.exists()]
         if held_out is None and not limit:
@@ -351,6 +362,7 @@ def evaluate(
     else:
         fitted = [QuestionSet("questions", "Jeu de questions", "Question set", questions, True)]
     chosen = [*fitted, *(q for q in held_out or () if q.path.exists())]
+    decider = no_answer.for_practice(settings.data_dir if questions else None)
     asked = {q.key: load_questions(q.path, limit if q.fitted else None) for q in chosen}
     files = sorted(p for p in documents.iterdir() if p.suffix.lower() in MEDIA_TYPES)
     actor = Actor.system("eval")
@@ -373,7 +385,7 @@ def evaluate(
                 ingest_seconds = time.perf_counter() - start
                 for q in chosen:
                     answered[q.key] = _ask(
-                        session, local, asked[q.key], durations if q.fitted else []
+                        session, local, asked[q.key], durations if q.fitted else [], decider
                     )
         finally:
             engine.dispose()
@@ -388,14 +400,16 @@ def evaluate(
             [r.expected_section is not None for r in usable],
             calibrated_on=f"{names}: {len(usable)} questions, {datetime.now(UTC):%Y-%m-%d}",
         )
-        no_answer.MODEL_FILE.write_text(model.to_json(), "utf-8")
+        target = calibration_file or no_answer.MODEL_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(model.to_json(), "utf-8")
         no_answer.shipped.cache_clear()
+        decider = model
         for r in (r for rs in answered.values() for r in rs):
             if r.answer != "urgent" and r.signals:
                 r.probability = model.probability(_signals(r))
                 r.answer = "none" if model.no_answer(_signals(r)) else "found"
         calibrated = True
-    shipped = no_answer.shipped()
     return KnowledgeEval(
         model=get_embedder(settings).model_id,
         documents=len(files),
@@ -410,8 +424,9 @@ def evaluate(
             SetResult(q.key, q.label, q.title, q.fitted, score(answered[q.key]), answered[q.key])
             for q in chosen
         ],
-        no_answer_model=shipped.calibrated_on if shipped else "",
+        no_answer_model=decider.calibrated_on if decider else "",
         calibrated=calibrated,
+        calibration_file=str(calibration_file or no_answer.MODEL_FILE) if calibrated else "",
         results=results,
     )
 
@@ -440,7 +455,7 @@ def summary(result: KnowledgeEval) -> str:
         )
     lines += [_line(s.label, s.scores) for s in result.sets if not s.fitted]
     if result.calibrated:
-        lines.append(f"Modèle « pas de réponse » recalibré : {no_answer.MODEL_FILE}")
+        lines.append(f"Modèle « pas de réponse » recalibré : {result.calibration_file}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config.settings import get_settings
+from app.services.knowledge import no_answer
 from app.services.knowledge.chunking import chunk_document
 from app.services.knowledge.parsing import SECTION_SEPARATOR, parse_document
 from app.services.operations.demo import HANDBOOKS, HANDBOOKS_DIR
@@ -177,6 +178,31 @@ def test_accueil_eval_knowledge_writes_reports(tmp_path, monkeypatch, database_u
     assert "| recall@4 | 0.75 |" in markdown and "| Où se trouve la maternité ? |" in markdown
     assert "| « no answer » F1 |" in markdown
     assert "| Vous faites de l'acupuncture ? | (none) |" in markdown
+
+
+def test_a_practice_calibrates_no_answer_on_its_own_questions(
+    tmp_path, monkeypatch, database_url
+) -> None:
+    """With its own questions and documents, ``--calibrate`` writes the practice's calibration
+    in its data directory, never the model shipped with the code."""
+    questions, documents = _fixtures(tmp_path)
+    shipped = no_answer.MODEL_FILE.read_bytes()
+    get_settings.cache_clear()
+    monkeypatch.setenv("ACCUEIL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ACCUEIL_DATABASE_URL", database_url)
+    arguments = ["eval", "knowledge", "--questions", str(questions), "--documents"]
+    result = CliRunner().invoke(
+        cli, [*arguments, str(documents), "--out", str(tmp_path / "r"), "--calibrate"]
+    )
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    own = tmp_path / "data" / no_answer.PRACTICE_FILE
+    assert f"recalibré : {own}" in result.output
+    model = no_answer.load(own)
+    assert model is not None and model.calibrated_on.startswith("questions.yaml: 5 questions")
+    assert no_answer.MODEL_FILE.read_bytes() == shipped
+    assert no_answer.for_practice(tmp_path / "data") == model
+    assert no_answer.for_practice(tmp_path) == no_answer.shipped()
 
 
 # -- the question set and the handbooks shipped in the repository ---------------------------

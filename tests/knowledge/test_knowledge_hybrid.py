@@ -3,6 +3,7 @@ urgent-symptom routing, "no answer", section citations, and a lexical index that
 consistent with the Chroma collection through ingestion, deletion, rebuild and damage."""
 
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
@@ -26,7 +27,14 @@ from app.services.knowledge.analysis import (
     vocabulary,
 )
 from app.services.knowledge.index import embedder_for, open_collection
-from app.services.knowledge.no_answer import PRECISION_BETA, NoAnswerModel, Signals, fbeta, fit
+from app.services.knowledge.no_answer import (
+    PRACTICE_FILE,
+    PRECISION_BETA,
+    NoAnswerModel,
+    Signals,
+    fbeta,
+    fit,
+)
 from app.services.knowledge.retrieval import NO_ANSWER_FR, concept_ranking, hybrid_search
 from app.services.knowledge.urgency import read_question
 
@@ -415,3 +423,20 @@ def test_the_practice_itself_is_not_what_a_question_is_about() -> None:
     so it would cover an off-topic question ("l'acupuncture au cabinet")."""
     phrases = analyse_query("Vous faites de l'acupuncture au cabinet ?", vocabulary()).phrases()
     assert phrases == [tuple(terms("acupuncture"))]
+
+
+def test_a_practice_can_use_its_own_no_answer_calibration(db, settings) -> None:
+    """A calibration fitted on the practice's own questions, in its data directory, decides
+    instead of the shipped one (read again when it changes); a damaged file is ignored."""
+    _ingest(db, settings)
+    question = "Je peux payer par chèque ?"
+    assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"
+    own = settings.data_dir / PRACTICE_FILE
+    refuse_all = NoAnswerModel((0.0, 0.0), -10.0, (0.0, 0.0), (1.0, 1.0), 0.5, "cabinet")
+    own.write_text(refuse_all.to_json(), "utf-8")
+    assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "none"
+    own.write_text("{ not json", "utf-8")
+    os.utime(own, (1, 1))  # another version of the file, whatever the clock's resolution
+    assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"
+    own.unlink()
+    assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"

@@ -120,8 +120,9 @@ async def test_urgent_and_unanswered_questions(server, handbook, monkeypatch) ->
         # a model that turns every question away: the tool then quotes nothing
         n = len(no_answer.FEATURES)
         refuse_all = no_answer.NoAnswerModel((0.0,) * n, -10.0, (0.0,) * n, (1.0,) * n, 0.5)
-        monkeypatch.setattr(no_answer, "shipped", lambda: refuse_all)
-        monkeypatch.setattr("app.services.knowledge.retrieval.shipped", lambda: refuse_all)
+        monkeypatch.setattr(
+            "app.services.knowledge.retrieval.for_practice", lambda _data_dir: refuse_all
+        )
         none = answer(
             await client.call_tool("search_practice_knowledge", {"query": "acupuncture ?"})
         )

@@ -23,12 +23,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
 MODEL_FILE = Path(__file__).resolve().parent / "no_answer.json"
+# A practice's own calibration, in its data directory: fitted on its own questions over its
+# own documents (``accueil eval knowledge --questions FILE --documents DIR --calibrate``).
+PRACTICE_FILE = "knowledge-no-answer.json"
 FEATURES = ("cosine", "coverage")  # see the module doc
 # The threshold maximises F-beta of "no answer" with this beta: precision counts twice as
 # much as recall. Turning away a question the documents answer hides what the practice
@@ -160,3 +163,27 @@ def load(path: Path = MODEL_FILE) -> NoAnswerModel | None:
 @cache
 def shipped() -> NoAnswerModel | None:
     return load()
+
+
+@lru_cache(maxsize=8)
+def _practice(path: str, stamp: float) -> NoAnswerModel | None:
+    try:
+        return load(Path(path))
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: the shipped model serves
+        return None
+
+
+def for_practice(data_dir: Path | None) -> NoAnswerModel | None:
+    """The practice's own calibration when its data directory holds one (read again when it
+    changes), else the shipped model. A calibration on one base transfers poorly to
+    documents of another shape (``evals/README.md``): a practice can fit its own."""
+    if data_dir is not None:
+        path = data_dir / PRACTICE_FILE
+        try:
+            stamp = path.stat().st_mtime
+        except OSError:
+            return shipped()
+        model = _practice(str(path), stamp)
+        if model is not None:
+            return model
+    return shipped()

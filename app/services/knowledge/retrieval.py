@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from app.config.settings import Settings
 from app.services.knowledge import answer_types, lexical
 from app.services.knowledge.analysis import Query, analyse_query, english, terms, vocabulary
-from app.services.knowledge.no_answer import NoAnswerModel, Signals, shipped
+from app.services.knowledge.no_answer import NoAnswerModel, Signals, for_practice
 from app.services.knowledge.urgency import NOTICE_EN, NOTICE_FR, Urgency, read_question
 from models.knowledge import IngestionStatus, KnowledgeDocument
 
@@ -405,7 +405,7 @@ def hybrid_search(
         )
         for c in ranked[:k]
     ]
-    model = model if model is not None else (shipped() if use_model else None)
+    model = model if model is not None else (for_practice(settings.data_dir) if use_model else None)
     probability = model.probability(signals) if model is not None else None
     answer: Answer = "found"
     if urgency.urgent:
