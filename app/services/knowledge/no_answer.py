@@ -37,7 +37,7 @@ FEATURES = ("cosine", "coverage")  # see the module doc
 # much as recall. Turning away a question the documents answer hides what the practice
 # wrote; quoting a passage that does not answer shows it with its source, for the reader to
 # judge. With F1 (beta 1), a handbook of another shape than the demo's saw 30 of its 80
-# answerable questions refused (9 with this beta), for a similar F1 (see evals/README.md).
+# answerable questions refused (10 with this beta), for a similar F1 (see evals/README.md).
 PRECISION_BETA = 0.5
 
 
