@@ -425,7 +425,7 @@ def test_the_practice_itself_is_not_what_a_question_is_about() -> None:
     assert phrases == [tuple(terms("acupuncture"))]
 
 
-def test_a_practice_can_use_its_own_no_answer_calibration(db, settings) -> None:
+def test_a_practice_can_use_its_own_no_answer_calibration(db, settings, caplog) -> None:
     """A calibration fitted on the practice's own questions, in its data directory, decides
     instead of the shipped one (read again when it changes); a damaged file is ignored."""
     _ingest(db, settings)
@@ -437,6 +437,8 @@ def test_a_practice_can_use_its_own_no_answer_calibration(db, settings) -> None:
     assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "none"
     own.write_text("{ not json", "utf-8")
     os.utime(own, (1, 1))  # another version of the file, whatever the clock's resolution
-    assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"
+    with caplog.at_level("WARNING", logger="app.services.knowledge.no_answer"):
+        assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"
+    assert f"calibration {own} ignored: JSONDecodeError" in caplog.text
     own.unlink()
     assert knowledge.find(db, ACTOR, settings, question, k=4).answer == "found"

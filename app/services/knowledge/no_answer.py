@@ -20,6 +20,7 @@ another shape, and there a refusal is more often wrong than right.
 """
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ MODEL_FILE = Path(__file__).resolve().parent / "no_answer.json"
 # A practice's own calibration, in its data directory: fitted on its own questions over its
 # own documents (``accueil eval knowledge --questions FILE --documents DIR --calibrate``).
 PRACTICE_FILE = "knowledge-no-answer.json"
+log = logging.getLogger(__name__)
 FEATURES = ("cosine", "coverage")  # see the module doc
 # The threshold maximises F-beta of "no answer" with this beta: precision counts twice as
 # much as recall. Turning away a question the documents answer hides what the practice
@@ -167,10 +169,16 @@ def shipped() -> NoAnswerModel | None:
 
 @lru_cache(maxsize=8)
 def _practice(path: str, stamp: float) -> NoAnswerModel | None:
+    """Read once per version of the file (``stamp``); damaged or calibrated on other
+    signals, it is set aside (logged once) and the shipped model serves."""
     try:
-        return load(Path(path))
-    except (OSError, ValueError, KeyError, TypeError):  # damaged: the shipped model serves
+        model = load(Path(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("practice 'no answer' calibration %s ignored: %s", path, type(exc).__name__)
         return None
+    if model is None:
+        log.warning("practice 'no answer' calibration %s ignored: other signals", path)
+    return model
 
 
 def for_practice(data_dir: Path | None) -> NoAnswerModel | None:
