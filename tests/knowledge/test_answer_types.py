@@ -1,6 +1,6 @@
-"""The kind of answer a question asks for (a price, a duration, a time of day) and the passage
-that states one: among passages on the same topic, the one that gives the price answers "c'est
-combien"."""
+"""The kind of answer a question asks for (a price, a duration, a time of day, an address, a
+practitioner) and the passage that states one: among passages on the same topic, the one
+that gives the price answers "c'est combien"."""
 
 import pytest
 from sqlmodel import Session
@@ -29,6 +29,19 @@ Le cabinet ouvre du lundi au vendredi, le soir jusqu'à 19 h 30.
 
 ## Le soir
 Le soir, après la fermeture, appelez le médecin de garde.
+
+## Accès
+Le cabinet est accessible en fauteuil roulant, avec une rampe à l'entrée et un ascenseur.
+
+## Adresse
+Le cabinet se trouve au 12 rue des Tilleuls, 69003 Lyon.
+
+## Frottis
+Le frottis de dépistage est fait par un médecin du cabinet, tous les trois ans entre 25 et
+29 ans. Le médecin vous rappelle si le frottis montre une anomalie.
+
+## Médecins
+Le Dr Claire Martin assure le suivi gynécologique, dont les frottis.
 """.encode()
 
 
@@ -45,8 +58,15 @@ Le soir, après la fermeture, appelez le médecin de garde.
         ("What time do you open?", {"clock"}),
         ("How much notice do you need to cancel?", {"duration"}),  # notice is time, not money
         ("how far in advance should I book", {"duration"}),
+        ("C'est où le cabinet ?", {"place"}),
+        ("vous etes a quelle adresse exactement ?", {"place"}),
+        ("Where is the practice?", {"place"}),
+        ("Quel médecin fait les frottis ?", {"practitioner"}),
+        ("qui pose les MAPA au cabinet", {"practitioner"}),
+        ("Which doctor sees children?", {"practitioner"}),
         ("Combien de médecins au cabinet ?", set()),  # a count: none of these
         ("Je peux payer par chèque ?", set()),
+        ("Qui appeler le dimanche ?", set()),  # whom to call: not a practitioner by name
     ],
 )
 def test_the_kind_of_answer_a_question_asks_for(question: str, kinds: set[str]) -> None:
@@ -64,6 +84,11 @@ def test_a_passage_states_a_price_a_duration_or_a_time() -> None:
     assert holds(frozenset({"clock"}), "Ouvert jusqu'à 19h.")
     assert not holds(frozenset({"clock"}), "Ouvert du lundi au vendredi.")
     assert not holds(frozenset(), "La visite coûte 30 euros.")
+    assert holds(frozenset({"place"}), "Le cabinet se trouve au 12 rue des Tilleuls.")
+    assert holds(frozenset({"place"}), "3 bis, avenue Jean Jaurès, 69007 Lyon")
+    assert not holds(frozenset({"place"}), "Le cabinet est au rez-de-chaussée.")
+    assert holds(frozenset({"practitioner"}), "Le Dr Martin fait les frottis.")
+    assert not holds(frozenset({"practitioner"}), "Le médecin fait les frottis.")
 
 
 def test_the_passage_that_states_the_answer_comes_first(db: Session, settings) -> None:
@@ -73,6 +98,8 @@ def test_the_passage_that_states_the_answer_comes_first(db: Session, settings) -
         ("c'est combien une visite a domicile", "Tarifs"),
         ("Vous gardez mon dossier combien de temps ?", "Dossier médical"),
         ("vous fermez à quelle heure le soir", "Horaires"),
+        ("C'est où le cabinet ?", "Adresse"),
+        ("Quel médecin fait les frottis ?", "Médecins"),
     ]:
         found = knowledge.find(db, ACTOR, settings, question, k=4)
         assert found.passages[0].section == section, question

@@ -192,6 +192,38 @@ def test_someone_who_no_longer_responds_is_an_emergency() -> None:
         assert not read_question(question).urgent, question
 
 
+def test_a_poisoning_is_an_emergency_and_brings_the_poison_centre_first(db, settings) -> None:
+    for question in (
+        "mon petit de 3 ans a bu du liquide vaisselle, qui j'appelle ?",
+        "ma fille a bu de l'eau de javel",
+        "il a avalé une pastille de lave-vaisselle",
+        "mon fils a pris toute la boîte de doliprane",
+        "intoxication au monoxyde de carbone",
+        "my toddler swallowed a dishwasher tablet",
+    ):
+        assert read_question(question).concepts == ("intoxication",), question
+    for question in (
+        "j'ai une intoxication alimentaire",
+        "I think I have food poisoning",
+        "j'ai avalé mes médicaments ce matin",
+        "j'ai bu un café avant la prise de sang",
+        "la lessive a taché son pull",
+    ):
+        assert not read_question(question).urgent, question
+    handbook = HANDBOOK.decode().replace(
+        "## Horaires",
+        "### Intoxication\nEn cas d'intoxication (médicament, produit ménager), appelez le centre "
+        "antipoison au 04 72 11 69 11, ou le 15 si la personne est inconsciente.\n\n## Horaires",
+    )
+    _ingest(db, settings, "livret.md", handbook.encode())
+    found = knowledge.find(db, ACTOR, settings, "URGENT mon petit a bu du produit vaisselle", k=4)
+    assert found.answer == "urgent" and "appelez le 15" in found.message_fr
+    assert found.passages[0].section == "Urgences › Intoxication"
+    # another alarm sign keeps the general emergency passage first
+    chest = knowledge.find(db, ACTOR, settings, "mon père a mal dans la poitrine", k=4)
+    assert chest.passages[0].section == "Urgences › Urgence vitale"
+
+
 def test_urgent_questions_say_call_15_even_when_no_document_does(db, settings) -> None:
     _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Horaires\nOuvert le samedi matin.\n")
     result = knowledge.find(db, ACTOR, settings, "mon mari a mal dans la poitrine", k=2)

@@ -41,6 +41,7 @@ TEXTING: Mapping[str, str] = {
     "qqch": "quelque chose",
     "qq": "quelques",
     "jsp": "je ne sais pas",
+    "bb": "bébé",
     "pb": "problème",
     "pbm": "problème",
     "dispo": "disponible",

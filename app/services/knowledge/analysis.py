@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.services.core import shorthand
 from app.services.core.errors import InvalidInput
+from app.services.knowledge import cues
 
 ANALYSIS_VERSION = 3  # bump when indexed tokens change: the lexical index rebuilds itself
 VOCABULARY_FILE = Path(__file__).resolve().parent / "vocabulary.yaml"
@@ -314,8 +315,10 @@ EXPANSION_PER_GROUP = 2  # synonyms added to the embedded question per concept i
 def written_out(text: str) -> str:
     """A question with its texting shorthand written out ("jai un rdv la sem pro" as "j'ai
     un rendez-vous la semaine prochaine"): as typed, those words are unknown to the documents
-    and weigh as rare topics."""
-    return shorthand.expand(text, shorthand.TEXTING, any_case=True)
+    and weigh as rare topics; then with the documents' words for what it says in lay terms
+    (``cues``: "38,5" is a fever)."""
+    text = shorthand.expand(text, shorthand.TEXTING, any_case=True)
+    return cues.read(text, fold(text))
 
 
 def embedding_query(text: str, vocabulary: Vocabulary) -> str:

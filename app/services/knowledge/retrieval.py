@@ -37,7 +37,8 @@ LEXICAL_WEIGHT = 0.75  # measured on the question set and the paraphrases: k 5-6
 ANSWER_TYPE_BONUS = 0.03
 NO_ANSWER_FR = "Je ne trouve pas cette information dans les documents du cabinet."
 NO_ANSWER_EN = "I cannot find this information in the practice's documents."
-EMERGENCY = '(samu OR "appel 15" OR "15 samu" OR 112)'
+# What an emergency passage says: call the SAMU (15, 112), or the poison control centre.
+EMERGENCY = '(samu OR "appel 15" OR "15 samu" OR 112 OR antipoison)'
 Mode = Literal["hybrid", "embedding", "lexical"]
 Answer = Literal["found", "none", "urgent"]
 
@@ -239,9 +240,14 @@ def concept_ranking(
     return sorted(hits, key=score, reverse=True)
 
 
-def _emergency(connection: sqlite3.Connection, query: Query) -> lexical.IndexedPassage | None:
-    """The emergency passage that best fits the question (one that says to call the 15)."""
+def _emergency(
+    connection: sqlite3.Connection, query: Query, urgency: Urgency
+) -> lexical.IndexedPassage | None:
+    """The emergency passage that best fits the question (one that says to call the 15 or
+    the poison control centre): first one written for its alarm sign, if any."""
+    topics = " OR ".join(dict.fromkeys(f'"{" ".join(terms(w))}"' for w in urgency.topics))
     for expression in (
+        f"{EMERGENCY} AND ({topics})" if topics else "",
         f"{EMERGENCY} AND ({query.fts()})" if not query.empty else "",
         f"{EMERGENCY} AND (urgenc OR vital)",
         EMERGENCY,
@@ -390,7 +396,7 @@ def hybrid_search(
         signals = _signals(
             query, frequencies, total, ranked, embedding_first, lexical_first, english(question)
         )
-        emergency = _emergency(connection, query) if urgency.urgent else None
+        emergency = _emergency(connection, query, urgency) if urgency.urgent else None
     if emergency is not None and emergency.document_id in documents:
         first = candidates.get(emergency.chunk_id) or _Candidate(emergency)
         ranked = [first, *(c for c in ranked if c.passage.chunk_id != emergency.chunk_id)]

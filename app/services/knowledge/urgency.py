@@ -29,8 +29,14 @@ URGENT_CONCEPTS = frozenset(
         "vomissement-sang",
         "purpura",
         "cephalee-brutale",
+        "intoxication",
     }
 )
+# Alarm signs with a passage of their own in a practice's documents: the words that find it
+# (a poisoning: the poison control centre's passage, before the general emergency one).
+TOPICS: dict[str, tuple[str, ...]] = {
+    "intoxication": ("intoxication", "empoisonnement", "poison", "antipoison"),
+}
 NOTICE_FR = (
     "Urgence possible : appelez le 15 (SAMU) ou le 112 maintenant, sans attendre de rendez-vous."
 )
@@ -46,6 +52,11 @@ class Urgency:
     @property
     def urgent(self) -> bool:
         return bool(self.concepts)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The words of the passages written for these alarm signs (none for most)."""
+        return tuple(dict.fromkeys(w for c in self.concepts for w in TOPICS.get(c, ())))
 
 
 def _function_word(text: str) -> bool:

@@ -1,0 +1,110 @@
+"""Lay expressions that name, without its word, a concept the practice's documents write
+out: "38,5 au thermomètre" is a fever; a baby "de 6 semaines" is under 3 months, the age
+below which the documents give their fever advice; "les fils" that must come out are
+stitches, not sons. A question gets the documents' words for what it says (added, or put
+in place of an ambiguous word), for the lexical index and for the embedding alike.
+
+Read on folded text (lower case, no accents), in French and English; measured in
+``evals/README.md``.
+"""
+
+import re
+from collections.abc import Callable
+
+_NUMBER_WORDS = {
+    "un": 1,
+    "une": 1,
+    "deux": 2,
+    "trois": 3,
+    "quatre": 4,
+    "cinq": 5,
+    "six": 6,
+    "sept": 7,
+    "huit": 8,
+    "neuf": 9,
+    "dix": 10,
+    "onze": 11,
+    "douze": 12,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+}
+_NUMBER = r"(\d{1,2}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + ")"
+
+# A body temperature of fever (38 to 42 degrees), written as a number: "39,2", "38°",
+# "39 degrés", "a 39 de température", "fait du 39". Not an age, a price or a time.
+_FEVER = re.compile(
+    r"\b(?:3[89]|4[0-2])(?:[,.]\d)?\s*(?:°|degres?\b|deg\b|c\b)"
+    r"|\b(?:3[89]|4[0-2])[,.]\d\b(?!\s*(?:€|euros?|kg|cm|ans|%))"
+    r"|\b(?:a|fait|fais|fait du|est a|monte a|thermometre|temperature|temp)\s+(?:3[89]|4[0-2])\b"
+    r"(?!\s*(?:ans|mois|semaines|jours|euros?|€|min|minutes|kg|cm|%|h\b|heures?|ou \d))"
+)
+# A young child's age: "bébé de 6 semaines", "ma fille a 2 mois", "3 weeks old".
+_CHILD = re.compile(
+    r"\b(?:bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|enfant|fils|fille|petit|petite|"
+    r"baby|son|daughter|newborn|infant)\b"
+)
+_AGE = re.compile(
+    rf"\b(?:de|a|age de|agee? de|ne il y a|nee il y a|depuis)\s+{_NUMBER}\s+"
+    r"(jours?|semaines?|mois)\b"
+    rf"|\b{_NUMBER}[ -](days?|weeks?|months?)[ -]old\b"
+)
+# Stitches: "les fils" with what is done to stitches ("enlever les fils", "les fils qui
+# fondent"); "mon fils" stays a son.
+_THREADS = re.compile(r"\b(?:les|des|ces|mes|ses|tes|vos|nos|leurs) fils\b")
+_STITCH_CONTEXT = re.compile(
+    r"\b(?:enlev\w*|retir\w*|ote\w*|oter|fond\w*|resorb\w*|points?|sutur\w*|recous\w*|"
+    r"cicatri\w*|agrafes?|plaies?|coupures?|blessures?|stitch\w*)\b"
+)
+
+
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else _NUMBER_WORDS.get(text, 99)
+
+
+def _months(match: re.Match[str]) -> float:
+    count, unit = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+    n = _number(count)
+    if unit.startswith(("jour", "day")):
+        return n / 30
+    if unit.startswith(("semaine", "week")):
+        return n / 4.3
+    return float(n)
+
+
+def _infant(folded: str) -> str:
+    if not _CHILD.search(folded):
+        return ""
+    ages = [_months(m) for m in _AGE.finditer(folded)]
+    if not ages:
+        return ""
+    youngest = min(ages)
+    if youngest < 3:
+        return "nourrisson de moins de 3 mois"
+    return "nourrisson de moins de 6 mois" if youngest < 6 else ""
+
+
+def _fever(folded: str) -> str:
+    return "fièvre" if _FEVER.search(folded) else ""
+
+
+CUES: tuple[Callable[[str], str], ...] = (_fever, _infant)
+_FOLDED = {"fièvre": "fievre"}  # the words cues add, as the folded question has them
+
+
+def read(text: str, folded: str) -> str:
+    """The question (``folded``: the same, lower case without accents) with the documents'
+    words for what it says in lay terms: ambiguous words replaced ("les fils" to remove as
+    "les points de suture"), concepts added at the end in brackets. Most questions come
+    back unchanged."""
+    if _THREADS.search(folded) and _STITCH_CONTEXT.search(folded):
+        text = re.sub(
+            r"\b(les|des|ces|mes|ses|tes|vos|nos|leurs) fils\b",
+            r"\1 points de suture",
+            text,
+            flags=re.IGNORECASE,
+        )
+    added = [w for cue in CUES if (w := cue(folded)) and _FOLDED.get(w, w) not in folded]
+    return f"{text} ({', '.join(added)})" if added else text
