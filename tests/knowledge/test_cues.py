@@ -21,6 +21,7 @@ ACTOR = Actor.system("test")
         ("il fait du 40 depuis ce matin", "(fièvre)"),
         ("my 3 weeks old baby is hot", "(nourrisson de moins de 3 mois)"),
         ("mon fils de 4 mois vomit", "(nourrisson de moins de 6 mois)"),
+        ("mon fils, âgé de 5 semaines, a chaud", "(nourrisson de moins de 3 mois)"),
     ],
 )
 def test_a_temperature_or_an_infants_age_adds_the_documents_words(
@@ -37,6 +38,8 @@ def test_a_temperature_or_an_infants_age_adds_the_documents_words(
         "c'est 38,50 € la consultation ?",  # a price
         "rdv dans 2 semaines pour mon fils",  # a delay, not an age
         "mon fils de 8 mois a de la fièvre",  # past the documents' thresholds
+        "mon enfant a de la fièvre depuis 2 jours",  # a duration, not an age
+        "une fièvre de 3 jours chez mon fils",
         "je viens à 39 min de route",
     ],
 )

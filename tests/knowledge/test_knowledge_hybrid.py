@@ -224,6 +224,33 @@ def test_a_poisoning_is_an_emergency_and_brings_the_poison_centre_first(db, sett
     assert chest.passages[0].section == "Urgences › Urgence vitale"
 
 
+def test_a_fever_in_a_baby_under_3_months_is_an_emergency_as_on_the_patient_form(
+    db, settings
+) -> None:
+    for question in (
+        "Mon bébé de 2 mois a 38,5, je fais quoi ?",
+        "bb de 6 semaines, 38.4 au thermometre ce soir, on peut attendre demain ?",
+        "mon bébé de 2 mois a de la fièvre",
+        "my 6 weeks old baby has a fever of 38.2",
+    ):
+        assert read_question(question).concepts == ("fievre-nourrisson",), question
+    for question in (
+        "mon bébé de 2 mois n'a pas de fièvre mais il tousse",
+        "mon fils de 4 mois a 38,5",
+        "mon enfant a de la fièvre depuis 2 jours",
+    ):
+        assert not read_question(question).urgent, question
+    handbook = HANDBOOK.decode().replace(
+        "## Horaires",
+        "## Fièvre de l'enfant\nUn bébé de moins de 3 mois qui a de la fièvre doit être vu le "
+        "jour même. Appelez le 15 devant une difficulté à respirer.\n\n## Horaires",
+    )
+    _ingest(db, settings, "livret.md", handbook.encode())
+    found = knowledge.find(db, ACTOR, settings, "mon bb de 6 semaines a 38,4", k=4)
+    assert found.answer == "urgent" and "appelez le 15" in found.message_fr
+    assert found.passages[0].section == "Fièvre de l'enfant"
+
+
 def test_urgent_questions_say_call_15_even_when_no_document_does(db, settings) -> None:
     _ingest(db, settings, "horaires.md", b"# Horaires\n\n## Horaires\nOuvert le samedi matin.\n")
     result = knowledge.find(db, ACTOR, settings, "mon mari a mal dans la poitrine", k=2)

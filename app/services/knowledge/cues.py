@@ -41,15 +41,17 @@ _FEVER = re.compile(
     r"|\b(?:a|fait|fais|fait du|est a|monte a|thermometre|temperature|temp)\s+(?:3[89]|4[0-2])\b"
     r"(?!\s*(?:ans|mois|semaines|jours|euros?|€|min|minutes|kg|cm|%|h\b|heures?|ou \d))"
 )
-# A young child's age: "bébé de 6 semaines", "ma fille a 2 mois", "3 weeks old".
-_CHILD = re.compile(
-    r"\b(?:bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|enfant|fils|fille|petit|petite|"
-    r"baby|son|daughter|newborn|infant)\b"
+# A young child's age, said of the child: "bébé de 6 semaines", "ma fille a 2 mois", "mon
+# fils, âgé de 5 semaines", "3 weeks old". Not a duration ("fièvre depuis 2 jours", "une
+# fièvre de 3 jours").
+_CHILD = (
+    r"(?:bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|nouveau.?nee|enfant|fils|fille|"
+    r"petit|petite|baby|son|daughter|newborn|infant)"
 )
 _AGE = re.compile(
-    rf"\b(?:de|a|age de|agee? de|ne il y a|nee il y a|depuis)\s+{_NUMBER}\s+"
-    r"(jours?|semaines?|mois)\b"
-    rf"|\b{_NUMBER}[ -](days?|weeks?|months?)[ -]old\b"
+    rf"\b{_CHILD},?\s+(?:qui\s+)?(?:de|a|age de|agee? de|ne il y a|nee il y a|is)\s+"
+    rf"{_NUMBER}\s+(jours?|semaines?|mois|days?|weeks?|months?)\b"
+    rf"|\b{_NUMBER}[ -](days?|weeks?|months?|jours?|semaines?|mois)[ -]old\b"
 )
 # Stitches: "les fils" with what is done to stitches ("enlever les fils", "les fils qui
 # fondent"); "mon fils" stays a son.
@@ -74,20 +76,29 @@ def _months(match: re.Match[str]) -> float:
     return float(n)
 
 
-def _infant(folded: str) -> str:
-    if not _CHILD.search(folded):
-        return ""
+def infant_months(folded: str) -> float | None:
+    """The age in months of the youngest child a question gives an age in days, weeks or
+    months to (None when it gives none)."""
     ages = [_months(m) for m in _AGE.finditer(folded)]
-    if not ages:
+    return min(ages) if ages else None
+
+
+def fever_temperature(folded: str) -> bool:
+    """Whether the question writes a body temperature of fever (38 to 42 degrees)."""
+    return bool(_FEVER.search(folded))
+
+
+def _infant(folded: str) -> str:
+    youngest = infant_months(folded)
+    if youngest is None:
         return ""
-    youngest = min(ages)
     if youngest < 3:
         return "nourrisson de moins de 3 mois"
     return "nourrisson de moins de 6 mois" if youngest < 6 else ""
 
 
 def _fever(folded: str) -> str:
-    return "fièvre" if _FEVER.search(folded) else ""
+    return "fièvre" if fever_temperature(folded) else ""
 
 
 CUES: tuple[Callable[[str], str], ...] = (_fever, _infant)

@@ -10,7 +10,8 @@ hypothetical one ("si j'ai mal à la poitrine") is just as urgent: only a negate
 
 from dataclasses import dataclass
 
-from app.services.knowledge.analysis import stop_words, words
+from app.services.knowledge import cues
+from app.services.knowledge.analysis import fold, stop_words, words
 from app.services.preconsultation.clinical_text import read_text
 
 # Alarm signs that call for the 15 at once, whoever has them (concepts of
@@ -36,7 +37,12 @@ URGENT_CONCEPTS = frozenset(
 # (a poisoning: the poison control centre's passage, before the general emergency one).
 TOPICS: dict[str, tuple[str, ...]] = {
     "intoxication": ("intoxication", "empoisonnement", "poison", "antipoison"),
+    "fievre-nourrisson": ("fièvre", "nourrisson", "bébé"),
 }
+# A fever in a baby younger than this (months) calls for the 15, as on the patient form (rule
+# ``fievre-nourrisson``, NICE NG143): here the age and the temperature are read in the
+# question ("bb de 6 semaines, 38.4").
+INFANT_FEVER_MONTHS = 3
 NOTICE_FR = (
     "Urgence possible : appelez le 15 (SAMU) ou le 112 maintenant, sans attendre de rendez-vous."
 )
@@ -66,10 +72,23 @@ def _function_word(text: str) -> bool:
 
 
 def read_question(question: str) -> Urgency:
-    """The urgent alarm signs named in a question, not negated."""
+    """The urgent alarm signs named in a question, not negated; and a fever in a baby under
+    3 months."""
+    mentions = read_text(question)
     found = [
         m.concept
-        for m in read_text(question)
+        for m in mentions
         if m.concept in URGENT_CONCEPTS and not m.negated and not _function_word(m.text)
     ]
+    folded = fold(question)
+    months = cues.infant_months(folded)
+    if (
+        months is not None
+        and months < INFANT_FEVER_MONTHS
+        and (
+            cues.fever_temperature(folded)
+            or any(m.concept == "fievre" and not m.negated for m in mentions)
+        )
+    ):
+        found.append("fievre-nourrisson")
     return Urgency(tuple(dict.fromkeys(found)))
