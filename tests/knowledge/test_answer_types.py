@@ -58,6 +58,8 @@ Le Dr Claire Martin assure le suivi gynécologique, dont les frottis.
         ("What time do you open?", {"clock"}),
         ("How much notice do you need to cancel?", {"duration"}),  # notice is time, not money
         ("how far in advance should I book", {"duration"}),
+        ("je dois refaire le frottis tous les combien ?", {"duration"}),  # how often: no price
+        ("How often should I have a smear test?", {"duration"}),
         ("C'est où le cabinet ?", {"place"}),
         ("vous etes a quelle adresse exactement ?", {"place"}),
         ("Where is the practice?", {"place"}),

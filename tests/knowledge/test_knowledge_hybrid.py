@@ -174,6 +174,23 @@ def test_a_glue_word_is_not_an_acronym_of_an_alarm_sign() -> None:
     assert read_question("mon pere a fait un avc").urgent
 
 
+def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:
+    for question in (
+        "Mon père est en fauteuil roulant depuis son AVC, il pourra rentrer chez vous ?",
+        "ma mère a des séquelles d'AVC, le cabinet est accessible ?",
+        "il a eu un AVC il y a 3 ans, il peut venir en fauteuil ?",
+        "mon mari a fait un infarctus en 2015, il doit renouveler son ordonnance",
+    ):
+        assert not read_question(question).urgent, question
+    for question in (
+        "Mon père a fait un AIT hier soir",
+        "depuis son AVC d'hier il parle mal",
+        "j'ai mal à la poitrine depuis mon accident",
+        "douleur dans la poitrine depuis ce matin",
+    ):
+        assert read_question(question).urgent, question
+
+
 def test_someone_who_no_longer_responds_is_an_emergency() -> None:
     for question in (
         "mon enfant a fait un malaise il repond plus",

@@ -19,17 +19,19 @@ _NUMBER = r"(?:\d+(?:[,.]\d+)?|un|une|deux|trois|quatre|cinq|six|sept|huit|dix|q
 _UNITS = r"(?:jours?|semaines?|mois|ans|annees|heures?|minutes?|min|days?|weeks?|months?|years?)"
 
 _ASKED: dict[Kind, re.Pattern[str]] = {
-    # "combien" alone asks a price; "combien de temps / de jours / de fois" does not.
+    # "combien" alone asks a price; "combien de temps / de jours / de fois" and "tous les
+    # combien" (how often) do not.
     "price": re.compile(
-        r"\bcombien\b(?!\s+de\s+(?:temps|jours?|semaines?|mois|ans|heures?|minutes?|fois|"
-        r"personnes?|medecins?))|\b(?:prix|tarifs?|coute|coutent|cout|price|cost|fees?)\b|"
+        r"(?<!tous les )(?<!toutes les )\bcombien\b(?!\s+de\s+(?:temps|jours?|semaines?|mois|"
+        r"ans|heures?|minutes?|fois|personnes?|medecins?))|\b(?:prix|tarifs?|coute|coutent|cout|price|cost|fees?)\b|"
         r"\bhow much\b(?!\s+(?:notice|time|longer|earlier|in advance|before|ahead))"
     ),
     "duration": re.compile(
         r"\bcombien de (?:temps|jours|semaines|mois|ans)\b|\bhow long\b|\bjusqu.?(?:a|quand)\b|"
         r"\bhow much (?:notice|time|longer|earlier|in advance|before|ahead)\b|\bhow (?:far|early) "
         r"in advance\b|"
-        r"\bdelais?\b|\bpendant combien\b"
+        r"\bdelais?\b|\bpendant combien\b|\btou(?:s|tes) les combien\b|\bhow often\b|"
+        r"\ba quel(?:le)? (?:rythme|frequence)\b"
     ),
     "clock": re.compile(r"\ba quelle heure\b|\bwhat time\b|\bhoraires?\b"),
     "place": re.compile(

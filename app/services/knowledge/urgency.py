@@ -4,15 +4,18 @@ deterministic EDS-NLP reading as the pre-consultation red flags (lexicon, typos,
 so the two never disagree on what an alarm sign is.
 
 Unlike a patient's form, a question about someone else ("mon mari a mal à la poitrine") or a
-hypothetical one ("si j'ai mal à la poitrine") is just as urgent: only a negated mention
-("pas de douleur thoracique") does not count.
+hypothetical one ("si j'ai mal à la poitrine") is just as urgent. A negated mention ("pas de
+douleur thoracique") does not count, nor one of the past: dated ("un AVC il y a 3 ans", EDS-NLP's
+history) or named as the landmark of a lasting state ("en fauteuil depuis son AVC", "des
+séquelles d'AVC") when the question says nothing of today.
 """
 
+import re
 from dataclasses import dataclass
 
 from app.services.knowledge import cues
 from app.services.knowledge.analysis import fold, stop_words, words
-from app.services.preconsultation.clinical_text import read_text
+from app.services.preconsultation.clinical_text import Mention, read_text
 
 # Alarm signs that call for the 15 at once, whoever has them (concepts of
 # app/services/preconsultation/questionnaires/lexicons/alarm-signs.yaml).
@@ -65,6 +68,25 @@ class Urgency:
         return tuple(dict.fromkeys(w for c in self.concepts for w in TOPICS.get(c, ())))
 
 
+# A sign named as the start of a lasting state ("depuis son AVC") or of its after-effects.
+_LANDMARK = re.compile(r"\b(?:depuis (?:son|sa|ses|mon|ma|mes|leur|l.)|sequelles? d.?)\s*$")
+# Words that put the question today: then the sign may be new ("depuis son AVC d'hier").
+_RECENT = re.compile(
+    r"\b(?:hier|aujourd.?hui|ce matin|cette nuit|ce soir|cet apres.?midi|tout a l.heure|"
+    r"maintenant|en ce moment|vient de|viens de|d.un coup|brutalement|soudain\w*|"
+    r"yesterday|today|this morning|tonight|right now|suddenly)\b"
+)
+
+
+def _past(question: str, mention: Mention) -> bool:
+    """A mention of the past: dated, or named as a landmark, in a question without a word of
+    today."""
+    if mention.history:
+        return True
+    folded = fold(question)
+    return bool(_LANDMARK.search(fold(question[: mention.start]))) and not _RECENT.search(folded)
+
+
 def _function_word(text: str) -> bool:
     """A mention that is one of the language's glue words written in lower case: "ait" (the
     verb "avoir") is not the acronym "AIT" (a transient stroke)."""
@@ -78,7 +100,10 @@ def read_question(question: str) -> Urgency:
     found = [
         m.concept
         for m in mentions
-        if m.concept in URGENT_CONCEPTS and not m.negated and not _function_word(m.text)
+        if m.concept in URGENT_CONCEPTS
+        and not m.negated
+        and not _function_word(m.text)
+        and not _past(question, m)
     ]
     folded = fold(question)
     months = cues.infant_months(folded)
