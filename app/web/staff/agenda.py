@@ -117,17 +117,19 @@ def _column(
     tz: ZoneInfo,
     practitioner: Practitioner,
     day: date,
-    views: list[AppointmentView],
+    grid: AgendaGrid,
 ) -> AgendaColumn:
+    """One practitioner's day for the list view, from the grid's appointments and free slots
+    (computed once for both views of the page)."""
     start, end = day_span(day, 1, tz)
-    slots = find_slots(
-        session,
-        tz,
-        SlotQuery(start=start, end=end, practitioner_id=practitioner.id, limit=100),
-    )
+    slots = [
+        s
+        for s in grid.free_slots
+        if s.practitioner_id == practitioner.id and start <= s.starts_at < end
+    ]
     rows = [
         AgendaRow(v.appointment.starts_at, v.appointment.ends_at, item=v)
-        for v in views
+        for v in (a.view for a in grid.appointments)
         if v.practitioner.id == practitioner.id and start <= v.appointment.starts_at < end
     ]
     rows += [AgendaRow(s.starts_at, s.ends_at, slot=s) for s in slots]
@@ -181,34 +183,21 @@ def agenda_page(
     if cancelled == "1":
         grid_params["cancelled"] = "1"
     # The grid shows every practitioner in week view too, unless one was chosen; its first
-    # week's data travels in the page, so the grid draws without a second request.
-    grid_data = (
-        _grid_data(
-            request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language
-        )
+    # week's data travels in the page, so the grid draws without a second request. The list
+    # view shows a part of the same grid (in week view, one practitioner): the appointments
+    # are read (and audited) once and the free slots computed once.
+    grid = (
+        _grid(request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language)
         if practitioners
         else None
     )
-    if chosen_id is not None:
+    if chosen_id is not None and grid is None:
         active_practitioners(session, chosen_id)  # an unknown practitioner is a clear 404
-    elif view == "week":
+    elif chosen_id is None and view == "week":
         chosen_id = _week_practitioner(user, practitioners)
     week = _shown_days(shown_day, "week")
     days = _shown_days(shown_day, view)
-    shown = [p for p in practitioners if chosen_id in (None, p.id)]
-    start, end = day_span(days[0], len(days), tz)
-    views = (
-        list_appointments(
-            session,
-            user_actor(request, user),
-            start=start,
-            end=end,
-            practitioner_id=chosen_id,
-            include_cancelled=cancelled == "1",
-        )
-        if shown
-        else []
-    )
+    shown = [p for p in practitioners if chosen_id in (None, p.id)] if grid else []
     step = timedelta(days=len(days))
     base = {"practitioner": chosen_id, "view": view, "cancelled": cancelled == "1" and "1"}
 
@@ -226,7 +215,7 @@ def agenda_page(
             "shown_day": shown_day,
             "today": today,
             "week": week,
-            "columns": [_column(session, tz, p, d, views) for d in days for p in shown],
+            "columns": [_column(session, tz, p, d, grid) for d in days for p in shown if grid],
             "practitioners": practitioners,
             "chosen_id": chosen_id,
             "show_cancelled": cancelled == "1",
@@ -236,7 +225,7 @@ def agenda_page(
             "previous_day": shown_day - step,
             "next_day": shown_day + step,
             "grid_query": urlencode({k: v for k, v in grid_params.items() if v}),
-            "grid_data": grid_data,
+            "grid_data": grid_json_data(grid, tz, language) if grid else None,
             "grid_messages": json.dumps(
                 {key: translate(language, f"agenda.grid.{key}") for key in GRID_MESSAGES}
             ),
@@ -610,7 +599,7 @@ def grid_json_data(grid: AgendaGrid, tz: ZoneInfo, language: str) -> dict[str, A
     }
 
 
-def _grid_data(
+def _grid(
     request: Request,
     user: User,
     session: Session,
@@ -620,21 +609,20 @@ def _grid_data(
     view: Literal["day", "week"],
     include_cancelled: bool,
     language: str,
-) -> dict[str, Any]:
-    """The grid's JSON for one day or the week around ``shown_day``: GET /agenda/grid, and the
-    copy embedded in the agenda page for its first draw."""
+) -> AgendaGrid:
+    """The grid of one day or of the week around ``shown_day``, for ``chosen_id`` or every
+    practitioner (an unknown practitioner is a clear 404): GET /agenda/grid, and the agenda
+    page's list and embedded grid."""
     practitioners = active_practitioners(session, chosen_id)
-    days = _shown_days(shown_day, view)
-    grid = agenda_grid(
+    return agenda_grid(
         session,
         user_actor(request, user),
         tz,
         practitioners=practitioners,
-        days=days,
+        days=_shown_days(shown_day, view),
         include_cancelled=include_cancelled,
         language=language,
     )
-    return grid_json_data(grid, tz, language)
 
 
 @router.get("/grid", summary="Time-grid data: practitioners, appointments, free slots")
@@ -657,10 +645,8 @@ def grid_json(
         raise InvalidInput(
             translate("fr", "agenda.grid.bad_query"), translate("en", "agenda.grid.bad_query")
         )
-    data = _grid_data(
-        request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language
-    )
-    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+    grid = _grid(request, user, session, tz, chosen_id, shown_day, view, cancelled == "1", language)
+    return JSONResponse(grid_json_data(grid, tz, language), headers={"Cache-Control": "no-store"})
 
 
 class GridMove(BaseModel):
