@@ -208,7 +208,10 @@ def test_identity_errors_speak_the_page_language(
 
 
 def _normalised(html: str) -> str:
+    """The page without what belongs to the slot or the request: its tokens, its times and its
+    day (twenty slots in a row may span two days, depending on the time the test runs)."""
     html = re.sub(r"/rendez-vous/r/[A-Za-z0-9_-]+", "/rendez-vous/r/TOKEN", html)
+    html = re.sub(r'<dd class="ss-when">[^<]*</dd>', '<dd class="ss-when">WHEN</dd>', html)
     html = re.sub(r'value="[0-9a-f]{64}"', 'value="FORM"', html)
     return re.sub(r"\d\d:\d\d", "HH:MM", html)
 
@@ -218,7 +221,6 @@ def test_known_and_unknown_identities_get_the_same_answer(
 ) -> None:
     add_reachable_patient(db, "Durand", "Marie", "marie@example.org")
     db.commit()
-    slots = [first_slot(db, practice.practitioner_ids[0])]
     from app.services.booking import rules as booking_rules
     from app.services.booking.public_slots import public_slots
 
@@ -235,7 +237,7 @@ def test_known_and_unknown_identities_get_the_same_answer(
     for i, slot in enumerate(slots):
         kind = "known" if i % 2 == 0 else "unknown"
         email = "marie@example.org" if kind == "known" else f"inconnu{i}@example.org"
-        picked = _pick(client, slot, extra_ip=str(i)) if False else _pick(client, slot)
+        picked = _pick(client, slot)
         began = time.perf_counter()
         sent, _ = _identity(client, picked.headers["location"], email)
         timings[kind].append(time.perf_counter() - began)
