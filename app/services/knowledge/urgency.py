@@ -46,6 +46,7 @@ TOPICS: dict[str, tuple[str, ...]] = {
 # ``fievre-nourrisson``, NICE NG143): here the age and the temperature are read in the
 # question ("bb de 6 semaines, 38.4").
 INFANT_FEVER_MONTHS = 3
+FEVER_CONCEPTS = frozenset({"fievre", "fievre-chiffree-38"})  # the form's lexicon concepts
 NOTICE_FR = (
     "Urgence possible : appelez le 15 (SAMU) ou le 112 maintenant, sans attendre de rendez-vous."
 )
@@ -78,13 +79,12 @@ _RECENT = re.compile(
 )
 
 
-def _past(question: str, mention: Mention) -> bool:
-    """A mention of the past: dated, or named as a landmark, in a question without a word of
-    today."""
+def _past(question: str, mention: Mention, today: bool) -> bool:
+    """A mention of the past: dated, or named as a landmark in a question without a word of
+    ``today``."""
     if mention.history:
         return True
-    folded = fold(question)
-    return bool(_LANDMARK.search(fold(question[: mention.start]))) and not _RECENT.search(folded)
+    return not today and bool(_LANDMARK.search(fold(question[: mention.start])))
 
 
 def _function_word(text: str) -> bool:
@@ -97,22 +97,23 @@ def read_question(question: str) -> Urgency:
     """The urgent alarm signs named in a question, not negated; and a fever in a baby under
     3 months."""
     mentions = read_text(question)
+    folded = fold(question)
+    today = bool(_RECENT.search(folded))
     found = [
         m.concept
         for m in mentions
         if m.concept in URGENT_CONCEPTS
         and not m.negated
         and not _function_word(m.text)
-        and not _past(question, m)
+        and not _past(question, m, today)
     ]
-    folded = fold(question)
     months = cues.infant_months(folded)
     if (
         months is not None
         and months < INFANT_FEVER_MONTHS
         and (
             cues.fever_temperature(folded)
-            or any(m.concept == "fievre" and not m.negated for m in mentions)
+            or any(m.concept in FEVER_CONCEPTS and not m.negated for m in mentions)
         )
     ):
         found.append("fievre-nourrisson")
