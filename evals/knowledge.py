@@ -129,6 +129,8 @@ class QuestionResult:
     probability: float | None  # the shipped model's p(answered)
     signals: dict[str, float] = field(default_factory=dict)
     cv_no_answer: bool | None = None  # the decision of the model fitted without its fold
+    doubtful: bool = False  # answered, in the band where a reader checks (``no_answer``)
+    cv_doubtful: bool | None = None  # the same, by the model fitted without its fold
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class Scores:
     no_answer_f1: float
     answerable_refused: int  # answerable questions wrongly turned away
     correct_first: float  # answerable questions answered (not refused) with a right 1st passage
+    doubtful: int = 0  # questions answered as doubtful (a reader checks the passages)
+    doubtful_unanswerable: int = 0  # of which the documents do not answer
+    # "No answer" F1 if a reader (an LLM, the secretary) decided every doubtful question
+    # right: what the doubt band can give at best, not a measure of any reader.
+    reader_f1: float = 0.0
 
 
 @dataclass
@@ -268,6 +275,7 @@ def _ask(
                 hybrid.answer,
                 hybrid.probability,
                 asdict(signals) if signals is not None else {},
+                doubtful=hybrid.doubtful,
             )
         )
     return results
@@ -298,9 +306,10 @@ def cross_validate(results: list[QuestionResult], folds: int = FOLDS, seed: int 
         for r in usable:
             if fold_of[id(r)] == fold:
                 r.cv_no_answer = model.no_answer(_signals(r))
+                r.cv_doubtful = model.doubtful(_signals(r))
     for r in results:
         if r.answer == "urgent":
-            r.cv_no_answer = False
+            r.cv_no_answer = r.cv_doubtful = False
 
 
 def score(results: list[QuestionResult], *, cross_validated: bool = False) -> Scores:
@@ -310,8 +319,12 @@ def score(results: list[QuestionResult], *, cross_validated: bool = False) -> Sc
     def refused(r: QuestionResult) -> bool:
         return bool(r.cv_no_answer) if cross_validated else r.answer == "none"
 
+    def doubtful(r: QuestionResult) -> bool:
+        return bool(r.cv_doubtful) if cross_validated else r.doubtful
+
     predicted = [refused(r) for r in results]
     actual = [r.expected_section is None for r in results]
+    read = [refused(r) or (doubtful(r) and a) for r, a in zip(results, actual, strict=True)]
     tp = sum(1 for p, a in zip(predicted, actual, strict=True) if p and a)
     said = sum(predicted)
     return Scores(
@@ -337,6 +350,9 @@ def score(results: list[QuestionResult], *, cross_validated: bool = False) -> Sc
         correct_first=round(
             sum(1 for r in answerable if r.rank == 1 and not refused(r)) / total, 4
         ),
+        doubtful=sum(1 for r in results if doubtful(r)),
+        doubtful_unanswerable=sum(1 for r in results if doubtful(r) and r.expected_section is None),
+        reader_f1=round(no_answer.f1(read, actual), 4),
     )
 
 
@@ -410,6 +426,7 @@ def evaluate(
             if r.answer != "urgent" and r.signals:
                 r.probability = model.probability(_signals(r))
                 r.answer = "none" if model.no_answer(_signals(r)) else "found"
+                r.doubtful = model.doubtful(_signals(r))
         calibrated = True
     return KnowledgeEval(
         model=get_embedder(settings).model_id,
@@ -438,7 +455,9 @@ def _line(name: str, s: Scores) -> str:
         f"(embeddings seuls : {s.embedding_recall[1]:.2f} / {s.embedding_recall[4]:.2f} / "
         f"{s.embedding_mrr:.2f}) ; « pas de réponse » précision {s.no_answer_precision:.2f}, "
         f"rappel {s.no_answer_recall:.2f}, F1 {s.no_answer_f1:.2f} "
-        f"({s.questions} + {s.unanswerable} sans réponse)"
+        f"({s.questions} + {s.unanswerable} sans réponse) ; douteuses {s.doubtful} "
+        f"(dont {s.doubtful_unanswerable} sans réponse ; F1 si un lecteur les tranche : "
+        f"{s.reader_f1:.2f})"
     )
 
 
@@ -452,7 +471,8 @@ def summary(result: KnowledgeEval) -> str:
         lines.append(
             f"« Pas de réponse » en validation croisée ({FOLDS} plis) : précision "
             f"{cv.no_answer_precision:.2f}, rappel {cv.no_answer_recall:.2f}, "
-            f"F1 {cv.no_answer_f1:.2f}"
+            f"F1 {cv.no_answer_f1:.2f} ; si un lecteur tranche les douteuses : "
+            f"{cv.reader_f1:.2f}"
         )
     lines += [_line(s.label, s.scores) for s in result.sets if not s.fitted]
     if result.calibrated:
@@ -479,6 +499,9 @@ def _scores_table(title: str, s: Scores) -> list[str]:
         f"| « no answer » F1 | {s.no_answer_f1:.2f} | — |",
         f"| answerable questions refused | {s.answerable_refused} | — |",
         f"| answered with the right first passage | {s.correct_first:.2f} | — |",
+        f"| answered as doubtful (of which unanswerable) | {s.doubtful} "
+        f"({s.doubtful_unanswerable}) | — |",
+        f"| « no answer » F1 if a reader decides the doubtful ones | {s.reader_f1:.2f} | — |",
         "",
     ]
 
@@ -492,9 +515,10 @@ def _rows(results: list[QuestionResult]) -> list[str]:
     for r in results:
         top = " · ".join(s or "—" for s in r.top_sections)
         p = f"{r.probability:.2f}" if r.probability is not None else "—"
+        answer = f"{r.answer} (doubtful)" if r.doubtful else r.answer
         lines.append(
             f"| {_cell(r.question)} | {_cell(r.expected_section or '(none)')} | {r.rank or '—'} | "
-            f"{r.embedding_rank or '—'} | {r.answer} | {p} | {_cell(top)} |"
+            f"{r.embedding_rank or '—'} | {answer} | {p} | {_cell(top)} |"
         )
     return lines
 
@@ -519,7 +543,9 @@ def markdown(result: KnowledgeEval) -> str:
             f"« No answer » by {FOLDS}-fold cross-validation on the fitted sets (each question "
             f"decided by a model fitted without it): precision {cv.no_answer_precision:.2f}, "
             f"recall {cv.no_answer_recall:.2f}, F1 {cv.no_answer_f1:.2f}, "
-            f"{cv.answerable_refused} answerable questions refused.",
+            f"{cv.answerable_refused} answerable questions refused; {cv.doubtful} doubtful "
+            f"({cv.doubtful_unanswerable} unanswerable), F1 {cv.reader_f1:.2f} if a reader "
+            "decides them.",
             "",
         ]
     for s in (s for s in result.sets if not s.fitted):

@@ -13,7 +13,9 @@ from mcp_servers.runtime import ToolRuntime, new_server, slim_tools
 INSTRUCTIONS = (
     "Documents du cabinet (horaires, tarifs, consignes, accès). Répondez avec ces passages "
     "seulement et citez leur source. answer=none : dites exactement le message. "
-    "answer=urgent : dites d'abord le message (appeler le 15)."
+    "answer=urgent : dites d'abord le message (appeler le 15). doubtful=true : les passages "
+    "sont sur le sujet mais ne donnent peut-être pas ce qui est demandé ; vérifiez-le, sinon "
+    "dites que les documents ne le donnent pas."
 )
 
 
@@ -29,11 +31,13 @@ class PassageOut(BaseModel):
 class AnswerOut(BaseModel):
     """found: the passages answer, best first; none: the documents do not answer (no
     passage is given, the message says so); urgent: an alarm sign, the message tells to
-    call the 15 and the practice's emergency passage comes first."""
+    call the 15 and the practice's emergency passage comes first. ``doubtful`` (with found):
+    the passages are on the topic but may not give what was asked; the message says to check."""
 
     answer: str
     message: str
     passages: list[PassageOut]
+    doubtful: bool = False
 
 
 def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
@@ -58,6 +62,7 @@ def create_knowledge_server(runtime: ToolRuntime) -> FastMCP:
             return AnswerOut(
                 answer=found.answer,
                 message=found.message_fr,
+                doubtful=found.doubtful,
                 passages=[
                     PassageOut(
                         title=p.title,

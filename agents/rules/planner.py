@@ -21,6 +21,7 @@ ACTIONABLE = re.compile(
     r"\b(?:plutot|pas avant|pas apres|apres|avant|vers|autre|plus tard|plus tot|prefer\w*)\b"
 )
 NO_KNOWLEDGE_ANSWER = "Je ne trouve pas cette information dans les documents du cabinet."
+DOUBT = "Les documents du cabinet ne répondent peut-être pas exactement à cette question."
 MAX_EVENTS = 14  # a task that needs more tool calls than this is not going anywhere
 BOOK_WORDS = dict(INTENTS)["book"]
 GREETING = re.compile(r"(?:bonjour|bonsoir|salut|merci)\b")
@@ -338,10 +339,19 @@ class Planner:
         where = " — ".join(
             x for x in (str(best.get("title", "")), str(best.get("section", ""))) if x
         )
+        source = best.get("source", where)
+        if found.get("answer") == "found" and found.get("doubtful"):
+            # On the topic, maybe not what was asked: the passage is shown as the closest
+            # one, for the secretary to check; in hybrid mode the LLM reads the passages.
+            step = say(
+                f"{found.get('message') or DOUBT} Le passage le plus proche ({where}) : "
+                f"« {text} » Source : {source}."
+            )
+            step.sure = False
+            return step
         urgent = f"{found.get('message')} " if found.get("answer") == "urgent" else ""
         return say(
-            f"{urgent}D'après les documents du cabinet ({where}) : « {text} » "
-            f"Source : {best.get('source', where)}."
+            f"{urgent}D'après les documents du cabinet ({where}) : « {text} » Source : {source}."
         )
 
     # -- patients ------------------------------------------------------------------------

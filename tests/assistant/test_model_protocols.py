@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from sqlmodel import Session, select
 
 from agents.hybrid_model import BY, HybridChatModel
@@ -423,3 +423,33 @@ def test_hybrid_hands_over_when_the_rules_are_not_sure() -> None:
     turn = [HumanMessage("Tu peux m'écrire un poème ?"), unsure]
     assert hybrid.invoke(turn).text == "Toujours pas."
     assert hybrid.answered == {"rules": 1, "llm": 2}
+
+
+def test_hybrid_hands_a_doubtful_knowledge_answer_to_the_llm() -> None:
+    """The rules search the documents; when the search is doubtful (on the topic, maybe not
+    the fact asked), the LLM reads the passages and answers instead of the rules' quote."""
+    llm = ScriptedChatModel(script=[say("Les documents ne disent pas si le parking est payant.")])
+    hybrid = HybridChatModel(rules=RulesChatModel(), llm=llm)
+    question = [HumanMessage("Une patiente demande si le parking est payant.")]
+    search = hybrid.invoke(question)
+    assert search.additional_kwargs[BY] == "rules"
+    assert [c["name"] for c in search.tool_calls] == ["search_practice_knowledge"]
+    passage = {
+        "title": "Livret",
+        "section": "Accès",
+        "text": "Parking Garibaldi à 50 m.",
+        "source": "/connaissances/1#c2",
+        "citation": "Livret › Accès, passage 3",
+        "score": 0.88,
+    }
+
+    def result(doubtful: bool) -> ToolMessage:
+        body = {"answer": "found", "message": "", "passages": [passage], "doubtful": doubtful}
+        return ToolMessage(content=json.dumps(body), tool_call_id=search.tool_calls[0]["id"])
+
+    sure = hybrid.invoke([*question, search, result(False)])
+    assert sure.additional_kwargs[BY] == "rules" and "Parking Garibaldi" in sure.text
+    read = hybrid.invoke([*question, search, result(True)])
+    assert read.additional_kwargs[BY] == "llm"
+    assert read.text == "Les documents ne disent pas si le parking est payant."
+    assert hybrid.answered == {"rules": 2, "llm": 1}

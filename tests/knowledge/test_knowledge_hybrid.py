@@ -2,6 +2,7 @@
 urgent-symptom routing, "no answer", section citations, and a lexical index that stays
 consistent with the Chroma collection through ingestion, deletion, rebuild and damage."""
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -34,6 +35,7 @@ from app.services.knowledge.no_answer import (
     Signals,
     fbeta,
     fit,
+    load,
 )
 from app.services.knowledge.retrieval import NO_ANSWER_FR, concept_ranking, hybrid_search
 from app.services.knowledge.urgency import read_question
@@ -357,6 +359,33 @@ def test_the_no_answer_model_separates_what_it_was_fitted_on() -> None:
     assert all(not model.no_answer(s) for s in answered)
     assert all(model.no_answer(s) for s in unanswered)
     assert NoAnswerModel(**{**model.__dict__}).to_json().startswith("{")
+
+
+def test_the_doubt_band_lies_between_refusing_and_plain_f1(tmp_path) -> None:
+    """Below the refusal threshold (precision first) the search refuses; up to the threshold
+    plain F1 would choose it answers as doubtful: the middle, where answered and unanswered
+    questions mix, goes to a reader. A calibration file written before the band has none."""
+    answered = [Signals(0.88, 0.02, 0.9, 1.0, 1.0)] * 8
+    unanswered = [Signals(0.80, 0.0, 0.05, 0.2, 0.0)] * 4
+    middle = [Signals(0.84, 0.01, 0.5, 0.6, 0.0)] * 4  # half of them unanswerable
+    labels = [True] * 8 + [False] * 4 + [True, False, True, False]
+    model = fit(answered + unanswered + middle, labels)
+    assert model.threshold <= model.doubt
+    assert all(model.no_answer(s) for s in unanswered)
+    assert all(not model.no_answer(s) and not model.doubtful(s) for s in answered)
+    assert all(model.doubtful(s) and not model.no_answer(s) for s in middle)
+    path = tmp_path / "model.json"
+    path.write_text(model.to_json(), "utf-8")
+    loaded = load(path)
+    assert loaded is not None and loaded.doubt == model.doubt
+    old = json.loads(model.to_json())
+    del old["doubt"]
+    path.write_text(json.dumps(old), "utf-8")
+    before = load(path)
+    assert before is not None and before.doubt == before.threshold
+    assert not any(before.doubtful(s) for s in answered + unanswered + middle)
+    shipped = load()
+    assert shipped is not None and shipped.threshold < shipped.doubt  # the shipped band
 
 
 def test_citations_name_the_document_section_and_passage(db, settings) -> None:

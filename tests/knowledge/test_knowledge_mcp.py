@@ -126,13 +126,31 @@ async def test_urgent_and_unanswered_questions(server, handbook, monkeypatch) ->
         none = answer(
             await client.call_tool("search_practice_knowledge", {"query": "acupuncture ?"})
         )
+        # a model unsure of every question (p = 0.5 between its two thresholds)
+        unsure = no_answer.NoAnswerModel((0.0,) * n, 0.0, (0.0,) * n, (1.0,) * n, 0.3, "", 0.7)
+        monkeypatch.setattr(
+            "app.services.knowledge.retrieval.for_practice", lambda _data_dir: unsure
+        )
+        doubtful = answer(
+            await client.call_tool("search_practice_knowledge", {"query": "horaires du samedi"})
+        )
+        still_urgent = answer(
+            await client.call_tool(
+                "search_practice_knowledge", {"query": "douleur poitrine que faire"}
+            )
+        )
     assert urgent["answer"] == "urgent" and "appelez le 15" in urgent["message"]
-    assert urgent["passages"]
+    assert urgent["passages"] and urgent["doubtful"] is False
     assert none == {
         "answer": "none",
         "message": "Je ne trouve pas cette information dans les documents du cabinet.",
         "passages": [],
+        "doubtful": False,
     }
+    # doubtful: the passages are given, with a message that says to check them
+    assert doubtful["answer"] == "found" and doubtful["doubtful"] is True
+    assert doubtful["passages"] and "vérifiez le passage" in doubtful["message"]
+    assert still_urgent["answer"] == "urgent" and still_urgent["doubtful"] is False
 
 
 async def test_mounted_over_http_behind_bearer_tokens(live_server: str, db, handbook) -> None:

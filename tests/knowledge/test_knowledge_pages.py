@@ -180,3 +180,32 @@ def test_a_failed_indexing_shows_on_the_page_with_a_retry(logged_in, db, app) ->
     assert "Indexation relancée." in client.get(retried.headers["location"], headers=HTML).text
     db.refresh(job)
     assert job.status == JobStatus.queued and job.attempts == 0
+
+
+def test_a_doubtful_search_shows_its_passages_with_a_warning(
+    logged_in, db, app, monkeypatch
+) -> None:
+    """On the topic, maybe not the fact asked: the page shows the passages under a warning
+    to check them, and the audit trail records the doubt (not the question)."""
+    from app.services.knowledge import no_answer
+
+    admin = logged_in("admin")
+    upload(admin, "fiche.pdf", FORMATS["fiche.pdf"], admin.headers["x-csrf-token"])
+    run_jobs(app.state.jobs)
+    client = logged_in("secretaire")
+    question = {"q": "Combien coûte la consultation ?"}
+    sure = client.get("/connaissances", params=question, headers=HTML).text
+    assert 'data-answer="doubtful"' not in sure and FEES in sure
+    n = len(no_answer.FEATURES)  # p = 0.5, between the two thresholds: doubtful
+    unsure = no_answer.NoAnswerModel((0.0,) * n, 0.0, (0.0,) * n, (1.0,) * n, 0.3, "", 0.7)
+    monkeypatch.setattr("app.services.knowledge.retrieval.for_practice", lambda _dir: unsure)
+    doubtful = client.get("/connaissances", params=question, headers=HTML).text
+    assert 'data-answer="doubtful"' in doubtful and FEES in doubtful
+    assert "vérifiez le passage avant de répondre" in doubtful
+    english = client.get("/connaissances", params={**question, "lang": "en"}, headers=HTML).text
+    assert "check the passage before answering" in english
+    searches = db.exec(
+        select(AuditEvent).where(AuditEvent.action == "knowledge.search").order_by(AuditEvent.id)
+    ).all()
+    assert [e.details["doubtful"] for e in searches] == [False, True, True]
+    assert all("consultation" not in str(e.details) for e in searches)

@@ -48,3 +48,27 @@ def test_a_found_passage_is_quoted_with_its_section_and_source(answer: str) -> N
     assert "samedi de 8 h 30 à 12 h" in text and "Horaires" in text
     assert "/connaissances/1#c4" in text
     assert text.startswith(notice) == (answer == "urgent")
+
+
+def _step_after(answer: dict):
+    messages: list[BaseMessage] = [HumanMessage(QUESTION)]
+    call = next_step(messages).calls[0]
+    messages += [
+        AIMessage(content="", tool_calls=[{"name": call[0], "args": call[1], "id": "call_1"}]),
+        ToolMessage(content=json.dumps(answer, ensure_ascii=False), tool_call_id="call_1"),
+    ]
+    return next_step(messages)
+
+
+def test_a_doubtful_passage_is_shown_as_the_closest_one_and_the_rules_are_not_sure() -> None:
+    """The search found the topic but maybe not the fact asked: the reply says so before the
+    passage (the secretary checks it), and in hybrid mode the LLM reads the passages."""
+    message = "Les documents du cabinet ne répondent peut-être pas exactement à cette question."
+    doubtful = _step_after(
+        {"answer": "found", "message": message, "passages": [PASSAGE], "doubtful": True}
+    )
+    assert doubtful.text.startswith(message) and not doubtful.sure
+    assert "passage le plus proche (Livret — Horaires)" in doubtful.text
+    assert "samedi de 8 h 30 à 12 h" in doubtful.text and "/connaissances/1#c4" in doubtful.text
+    sure = _step_after({"answer": "found", "message": "", "passages": [PASSAGE], "doubtful": False})
+    assert sure.sure and sure.text.startswith("D'après les documents du cabinet")

@@ -368,7 +368,8 @@ def find(
 ) -> SearchResult:
     """The ``k`` best passages for a question (hybrid: embeddings and French lexical search
     fused), best first, from indexed documents; and whether they answer it (``found``),
-    not (``none``), or the question is an emergency (``urgent``)."""
+    not (``none``), or the question is an emergency (``urgent``); a ``found`` answer may be
+    ``doubtful`` (the passages may not give what was asked: a reader checks)."""
     query = _checked(query, k)
     embedder = embedder_for(settings)
     collection = open_collection(settings, embedder)
@@ -379,7 +380,12 @@ def find(
         actor,
         "knowledge.search",
         record_type=RECORD_TYPE,
-        details={"k": k, "results": len(result.passages), "answer": result.answer},
+        details={
+            "k": k,
+            "results": len(result.passages),
+            "answer": result.answer,
+            "doubtful": result.doubtful,
+        },
     )
     return result
 

@@ -17,13 +17,20 @@ combien la consultation ? un patient demande" was refused over a two-section not
 signals are still measured and reported by the eval. The threshold favours precision
 (``PRECISION_BETA``): a calibration on one base does not transfer well to documents of
 another shape, and there a refusal is more often wrong than right.
+
+Between that threshold and the one plain F1 would choose (``doubt``) the search answers but
+says it is *doubtful*: the passages are on the topic and may not give what was asked (the
+misses that retrieval signals cannot tell from answers: "le Dr Benali parle anglais ?" over
+the page of Dr Benali's days). There a reader decides: the secretary on a box with no LLM (the
+assistant quotes the passage and says it may not answer), the LLM where one serves (the
+rules hand it the turn, with the passages).
 """
 
 import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -70,6 +77,7 @@ class NoAnswerModel:
     scale: tuple[float, ...]
     threshold: float
     calibrated_on: str = ""
+    doubt: float = 0.0  # below it (and not below ``threshold``): answered, but doubtful
 
     def probability(self, signals: Signals) -> float:
         x = (np.asarray(signals.vector()) - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -78,6 +86,10 @@ class NoAnswerModel:
 
     def no_answer(self, signals: Signals) -> bool:
         return self.probability(signals) < self.threshold
+
+    def doubtful(self, signals: Signals) -> bool:
+        """Answered, but in the band where plain F1 would have refused (see the module doc)."""
+        return self.threshold <= self.probability(signals) < self.doubt
 
     def to_json(self) -> str:
         return json.dumps({"features": FEATURES, **asdict(self)}, indent=2) + "\n"
@@ -121,14 +133,40 @@ def fit(
         calibrated_on,
     )
     probabilities = [model.probability(s) for s in samples]
-    best = max(
-        (t / 100 for t in range(5, 96)),
+    best = best_threshold(probabilities, answerable, beta)
+    return replace(
+        model,
+        threshold=best,
+        doubt=max(best, best_threshold(probabilities, answerable, 1.0, start=best)),
+    )
+
+
+def best_threshold(
+    probabilities: Sequence[float],
+    answerable: Sequence[bool],
+    beta: float,
+    start: float = 0.05,
+) -> float:
+    """The threshold (from ``start`` to 0.95, by 0.01) with the best F-beta of "no answer"
+    (the nearest to 0.5 among equals)."""
+    return max(
+        (t / 100 for t in range(round(start * 100), 96)),
         key=lambda t: (
             fbeta([p < t for p in probabilities], [not a for a in answerable], beta),
             -abs(t - 0.5),
         ),
     )
-    return NoAnswerModel(model.weights, model.bias, model.mean, model.scale, best, calibrated_on)
+
+
+def with_doubt(
+    model: NoAnswerModel, samples: Sequence[Signals], answerable: Sequence[bool]
+) -> NoAnswerModel:
+    """``model`` with the doubt threshold fitted on ``samples`` (its weights unchanged)."""
+    probabilities = [model.probability(s) for s in samples]
+    start = model.threshold
+    return replace(
+        model, doubt=max(start, best_threshold(probabilities, answerable, 1.0, start=start))
+    )
 
 
 def fbeta(predicted: Sequence[bool], actual: Sequence[bool], beta: float = 1.0) -> float:
@@ -159,6 +197,7 @@ def load(path: Path = MODEL_FILE) -> NoAnswerModel | None:
         tuple(data["scale"]),
         float(data["threshold"]),
         str(data.get("calibrated_on", "")),
+        float(data.get("doubt", data["threshold"])),  # none before 2026-12-05: no band
     )
 
 

@@ -37,6 +37,13 @@ LEXICAL_WEIGHT = 0.75  # measured on the question set and the paraphrases: k 5-6
 ANSWER_TYPE_BONUS = 0.03
 NO_ANSWER_FR = "Je ne trouve pas cette information dans les documents du cabinet."
 NO_ANSWER_EN = "I cannot find this information in the practice's documents."
+DOUBT_FR = (
+    "Les documents du cabinet ne répondent peut-être pas exactement à cette question : "
+    "vérifiez le passage avant de répondre."
+)
+DOUBT_EN = (
+    "The practice's documents may not answer this exactly: check the passage before answering."
+)
 # What an emergency passage says: call the SAMU (15, 112), or the poison control centre.
 EMERGENCY = '(samu OR "appel 15" OR "15 samu" OR 112 OR antipoison)'
 Mode = Literal["hybrid", "embedding", "lexical"]
@@ -70,7 +77,9 @@ class SearchResult:
     """The passages, best first, and what the search concluded: ``found``; ``none`` (the
     documents do not answer: say so rather than quote the closest passage); ``urgent`` (the
     question names an alarm sign: the emergency passage comes first and the answer tells to
-    call the 15 whatever the documents say)."""
+    call the 15 whatever the documents say). A ``found`` answer may be ``doubtful``: the
+    passages are on the topic but may not give what was asked, for a reader to check
+    (``no_answer``)."""
 
     passages: list[Passage]
     answer: Answer
@@ -78,14 +87,19 @@ class SearchResult:
     probability: float | None = None
     corrections: Mapping[str, str] = field(default_factory=dict)
     urgency: Urgency = field(default_factory=Urgency)
+    doubtful: bool = False
 
     @property
     def message_fr(self) -> str:
-        return {"none": NO_ANSWER_FR, "urgent": NOTICE_FR}.get(self.answer, "")
+        if self.answer == "found":
+            return DOUBT_FR if self.doubtful else ""
+        return {"none": NO_ANSWER_FR, "urgent": NOTICE_FR}[self.answer]
 
     @property
     def message_en(self) -> str:
-        return {"none": NO_ANSWER_EN, "urgent": NOTICE_EN}.get(self.answer, "")
+        if self.answer == "found":
+            return DOUBT_EN if self.doubtful else ""
+        return {"none": NO_ANSWER_EN, "urgent": NOTICE_EN}[self.answer]
 
 
 @dataclass
@@ -418,4 +432,7 @@ def hybrid_search(
         answer = "urgent"
     elif not passages or (model is not None and model.no_answer(signals)):
         answer = "none"
-    return SearchResult(passages, answer, signals, probability, dict(query.corrections), urgency)
+    doubtful = answer == "found" and model is not None and model.doubtful(signals)
+    return SearchResult(
+        passages, answer, signals, probability, dict(query.corrections), urgency, doubtful
+    )

@@ -38,6 +38,7 @@ def search_page(
             "searched": bool(q.strip()),
             "passages": result.passages if result else [],
             "answer": result.answer if result else "",
+            "doubtful": bool(result and result.doubtful),
             "corrections": dict(result.corrections) if result else {},
             "error": error,
         },
