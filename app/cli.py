@@ -351,6 +351,7 @@ def eval_knowledge(
     ] = False,
 ) -> None:
     """Measure recall@k, MRR and "no answer" of the knowledge search (configured model)."""
+    from app.services.core.audit import Actor
     from app.services.core.errors import DomainError
     from app.services.knowledge.no_answer import PRACTICE_FILE
     from evals import knowledge as knowledge_eval
@@ -368,6 +369,13 @@ def eval_knowledge(
     except DomainError as exc:
         typer.echo(exc.fr, err=True)
         raise typer.Exit(1) from exc
+    if result.calibrated and questions is not None:
+        # The practice's own calibration changes what its staff are told ("not in the
+        # documents", doubtful): who wrote it, when, and on what, go to its audit trail.
+        with _session() as session:
+            knowledge_eval.audit_calibration(
+                session, Actor.system(f"cli:{getpass.getuser()}"), result
+            )
     json_path, md_path = knowledge_eval.write_reports(result, out or knowledge_eval.REPORTS)
     typer.echo(knowledge_eval.summary(result))
     typer.echo(f"Rapports : {json_path} et {md_path}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -16,6 +17,8 @@ from app.services.knowledge.chunking import chunk_document
 from app.services.knowledge.parsing import SECTION_SEPARATOR, parse_document
 from app.services.operations.demo import HANDBOOKS, HANDBOOKS_DIR
 from evals import knowledge as knowledge_eval
+from models.audit import AuditEvent
+from models.db import make_engine
 from tests.support.knowledge_files import MARKDOWN
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -203,6 +206,17 @@ def test_a_practice_calibrates_no_answer_on_its_own_questions(
     assert no_answer.MODEL_FILE.read_bytes() == shipped
     assert no_answer.for_practice(tmp_path / "data") == model
     assert no_answer.for_practice(tmp_path) == no_answer.shipped()
+    # the practice's audit trail says who wrote it, on how many questions, with what result
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        event = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "knowledge.calibration")
+        ).one()
+    engine.dispose()
+    assert event.actor_name.startswith("cli:") and event.details["file"] == no_answer.PRACTICE_FILE
+    assert event.details["questions"] == 5 and event.details["threshold"] == model.threshold
+    assert event.details["doubt"] == model.doubt
+    assert "acupuncture" not in json.dumps(event.details, ensure_ascii=False)
 
 
 # -- the question set and the handbooks shipped in the repository ---------------------------
