@@ -219,12 +219,15 @@ def search(connection: sqlite3.Connection, query: Query, limit: int) -> list[Lex
     """The passages that match any phrase of the question, best bm25 first."""
     if query.empty:
         return []
+    # The best ``limit`` first, then their rows: joined before the limit, SQLite would read
+    # every match's passage (half the time at 100k passages, with the same hits).
     rows = connection.execute(
-        "SELECT p.chunk_id, p.document_id, p.position, p.section, p.text, "
-        "bm25(passages_fts, 2.0, 1.0, 0.0) AS rank, "  # the section counts twice (SECTION_WEIGHT)
-        "passages_fts.section_terms, passages_fts.text_terms "
-        "FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid "
-        "WHERE passages_fts MATCH ? ORDER BY rank LIMIT ?",
+        "SELECT p.chunk_id, p.document_id, p.position, p.section, p.text, best.rank, "
+        "f.section_terms, f.text_terms FROM ("
+        "SELECT rowid, bm25(passages_fts, 2.0, 1.0, 0.0) AS rank "  # the section counts twice
+        "FROM passages_fts WHERE passages_fts MATCH ? ORDER BY rank, rowid LIMIT ?) AS best "
+        "JOIN passages p ON p.rowid = best.rowid "
+        "JOIN passages_fts f ON f.rowid = best.rowid ORDER BY best.rank, best.rowid",
         (query.fts(), limit),
     ).fetchall()
     return [
