@@ -7,6 +7,7 @@ in a turn (since the secretary's last message), it keeps the turn, since the rul
 over a plan they did not make. Each answer says who wrote it (``additional_kwargs["by"]``), which
 the checkpointer keeps with the conversation."""
 
+import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -19,7 +20,9 @@ from pydantic import ConfigDict, Field
 
 from agents.chat.instant_model import reply_chunks
 from agents.rules.model import RulesChatModel, as_message, next_step
+from agents.rules.planner import Step
 
+log = logging.getLogger(__name__)
 BY = "by"  # additional_kwargs key: which model wrote an answer
 # The inner LLM call runs without the graph's callbacks: its chunks reach the page and the
 # token meter through this model's own callbacks, once.
@@ -60,20 +63,48 @@ class HybridChatModel(BaseChatModel):
         return self.model_copy(update={"bound": self.llm.bind_tools(tools, **kwargs)})
 
     # -- who answers -------------------------------------------------------------------------
-    def _rules_answer(self, messages: list[BaseMessage]) -> AIMessage | None:
+    def _rules_answer(self, messages: list[BaseMessage]) -> tuple[AIMessage | None, Step | None]:
+        """The rules' answer when they are sure; else none, with the rules' step to give if
+        the LLM fails when the rules have one worth giving (``Step.fallback``)."""
         if llm_has_the_turn(messages):
-            return None
+            return None, None
         step = next_step(messages, self.rules.timezone)
         if not step.sure:
-            return None
+            return None, step if step.fallback else None
+        return self._by_rules(step), None
+
+    def _by_rules(self, step: Step) -> AIMessage:
         message = as_message(step)
         message.additional_kwargs[BY] = "rules"
         self.answered["rules"] += 1
         return message
 
+    def _fall_back(self, fallback: Step | None, error: Exception) -> AIMessage:
+        """The LLM failed before its first word: the rules' own step when they have one,
+        else the error goes on (the page offers to retry)."""
+        if fallback is None:
+            raise error
+        log.warning("LLM unavailable (%s): the rules' answer is given", type(error).__name__)
+        return self._by_rules(fallback)
+
     def _llm(self) -> Runnable[LanguageModelInput, BaseMessage]:
         self.answered["llm"] += 1
         return self.bound if self.bound is not None else self.llm
+
+    def _llm_chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, fallback: Step | None
+    ) -> Iterator[ChatGenerationChunk]:
+        pieces = iter(self._llm().stream(messages, ALONE, stop=stop))
+        try:
+            first = next(pieces)
+        except StopIteration:
+            return
+        except Exception as error:  # any client's failure: see _fall_back
+            yield from reply_chunks(self._fall_back(fallback, error))
+            return
+        yield self._mark(first, True)
+        for piece in pieces:
+            yield self._mark(piece, False)
 
     @staticmethod
     def _mark(chunk: BaseMessage, first: bool) -> ChatGenerationChunk:
@@ -96,12 +127,16 @@ class HybridChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        answer = self._rules_answer(messages)
+        answer, fallback = self._rules_answer(messages)
         if answer is None:
-            found = self._llm().invoke(messages, ALONE, stop=stop)
-            assert isinstance(found, AIMessage)
-            answer = found
-            answer.additional_kwargs[BY] = "llm"
+            try:
+                found = self._llm().invoke(messages, ALONE, stop=stop)
+            except Exception as error:  # any client's failure: see _fall_back
+                answer = self._fall_back(fallback, error)
+            else:
+                assert isinstance(found, AIMessage)
+                answer = found
+                answer.additional_kwargs[BY] = "llm"
         return ChatResult(generations=[ChatGeneration(message=answer)])
 
     async def _agenerate(
@@ -111,12 +146,16 @@ class HybridChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        answer = self._rules_answer(messages)
+        answer, fallback = self._rules_answer(messages)
         if answer is None:
-            found = await self._llm().ainvoke(messages, ALONE, stop=stop)
-            assert isinstance(found, AIMessage)
-            answer = found
-            answer.additional_kwargs[BY] = "llm"
+            try:
+                found = await self._llm().ainvoke(messages, ALONE, stop=stop)
+            except Exception as error:  # any client's failure: see _fall_back
+                answer = self._fall_back(fallback, error)
+            else:
+                assert isinstance(found, AIMessage)
+                answer = found
+                answer.additional_kwargs[BY] = "llm"
         return ChatResult(generations=[ChatGeneration(message=answer)])
 
     def _stream(
@@ -126,14 +165,11 @@ class HybridChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        answer = self._rules_answer(messages)
-        chunks: Iterator[ChatGenerationChunk] = (
+        answer, fallback = self._rules_answer(messages)
+        chunks = (
             reply_chunks(answer)
             if answer is not None
-            else (
-                self._mark(c, i == 0)
-                for i, c in enumerate(self._llm().stream(messages, ALONE, stop=stop))
-            )
+            else self._llm_chunks(messages, stop, fallback)
         )
         for chunk in chunks:
             if run_manager and chunk.text:
@@ -149,16 +185,25 @@ class HybridChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         """The LLM's chunks pass through this model's own callbacks only (the inner call has
         none), so the page and the token meter see each chunk once."""
-        answer = self._rules_answer(messages)
-        if answer is not None:
-            for chunk in reply_chunks(answer):
-                if run_manager and chunk.text:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-            return
-        first = True
-        async for piece in self._llm().astream(messages, ALONE, stop=stop):
-            chunk, first = self._mark(piece, first), False
+        answer, fallback = self._rules_answer(messages)
+        if answer is None:
+            pieces = aiter(self._llm().astream(messages, ALONE, stop=stop))
+            try:
+                piece: BaseMessage | None = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except Exception as error:  # any client's failure: see _fall_back
+                answer = self._fall_back(fallback, error)
+            else:
+                first = True
+                while piece is not None:
+                    chunk, first = self._mark(piece, first), False
+                    if run_manager and chunk.text:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+                    piece = await anext(pieces, None)
+                return
+        for chunk in reply_chunks(answer):
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

@@ -35,6 +35,8 @@ class Step:
     text: str = ""
     open: bool = False
     sure: bool = True  # False: the request is not one the rules understand (hybrid mode)
+    # Not sure, but worth saying if the LLM fails (hybrid mode): a doubtful passage.
+    fallback: bool = False
 
 
 def call(name: str, **args: Any) -> Step:
@@ -347,7 +349,7 @@ class Planner:
                 f"{found.get('message') or DOUBT} Le passage le plus proche ({where}) : "
                 f"« {text} » Source : {source}."
             )
-            step.sure = False
+            step.sure, step.fallback = False, True
             return step
         urgent = f"{found.get('message')} " if found.get("answer") == "urgent" else ""
         return say(

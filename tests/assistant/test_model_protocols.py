@@ -453,3 +453,47 @@ def test_hybrid_hands_a_doubtful_knowledge_answer_to_the_llm() -> None:
     assert read.additional_kwargs[BY] == "llm"
     assert read.text == "Les documents ne disent pas si le parking est payant."
     assert hybrid.answered == {"rules": 2, "llm": 1}
+
+
+@pytest.mark.parametrize("way", ["invoke", "stream", "astream"])
+def test_a_doubtful_knowledge_answer_falls_back_to_the_rules_when_the_llm_is_down(
+    way: str,
+) -> None:
+    """The LLM would have read the passages; its server does not answer: the secretary gets
+    the rules' closest passage under its warning, not an error. A request the rules do not
+    understand still fails (there is nothing to fall back on)."""
+    import anyio
+
+    from evals.secretary_models import DownChatModel
+
+    hybrid = HybridChatModel(rules=RulesChatModel(), llm=DownChatModel())
+    question = [HumanMessage("Une patiente demande si le parking est payant.")]
+    search = hybrid.invoke(question)
+    passage = {
+        "title": "Livret",
+        "section": "Accès",
+        "text": "Parking Garibaldi à 50 m.",
+        "source": "/connaissances/1#c2",
+        "citation": "Livret › Accès, passage 3",
+        "score": 0.88,
+    }
+    body = {"answer": "found", "message": "", "passages": [passage], "doubtful": True}
+    result = ToolMessage(content=json.dumps(body), tool_call_id=search.tool_calls[0]["id"])
+    messages = [*question, search, result]
+
+    def answer(messages: list) -> str:
+        if way == "invoke":
+            return hybrid.invoke(messages).text
+        if way == "stream":
+            return "".join(chunk.text for chunk in hybrid.stream(messages))
+
+        async def collect() -> str:
+            return "".join([chunk.text async for chunk in hybrid.astream(messages)])
+
+        return anyio.run(collect)
+
+    text = answer(messages)
+    assert text.startswith("Les documents du cabinet ne répondent peut-être pas")
+    assert "Parking Garibaldi à 50 m." in text and "/connaissances/1#c2" in text
+    with pytest.raises(Exception, match="does not answer"):
+        answer([HumanMessage("Tu peux m'écrire un poème ?")])
