@@ -47,6 +47,18 @@ def say(text: str, *, open: bool = False) -> Step:
     return Step(text=text, open=open)
 
 
+def _quoted(passage: Item, limit: int = 600) -> str:
+    """A knowledge passage as the reply quotes it: "(document — section) : « text » Source :
+    link." (the text cut at ``limit`` characters)."""
+    text = " ".join(str(passage.get("text", "")).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    where = " — ".join(
+        x for x in (str(passage.get("title", "")), str(passage.get("section", ""))) if x
+    )
+    return f"({where}) : « {text} » Source : {passage.get('source', where)}."
+
+
 class Need(Exception):
     """The plan cannot go on without this step first (a tool call or a question)."""
 
@@ -334,26 +346,18 @@ class Planner:
         if found.get("answer") == "none" or ("answer" in found and not found.get("passages")):
             return say(str(found.get("message") or NO_KNOWLEDGE_ANSWER))
         passages = found.get("passages")
-        best = passages[0] if isinstance(passages, list) and passages else found
-        text = " ".join(str(best.get("text", "")).split())
-        if len(text) > 600:
-            text = text[:599] + "…"
-        where = " — ".join(
-            x for x in (str(best.get("title", "")), str(best.get("section", ""))) if x
-        )
-        source = best.get("source", where)
-        if found.get("answer") == "found" and found.get("doubtful"):
-            # On the topic, maybe not what was asked: the passage is shown as the closest
-            # one, for the secretary to check; in hybrid mode the LLM reads the passages.
-            step = say(
-                f"{found.get('message') or DOUBT} Le passage le plus proche ({where}) : "
-                f"« {text} » Source : {source}."
-            )
+        shown = [p for p in passages if isinstance(p, dict)] if isinstance(passages, list) else []
+        if found.get("answer") == "found" and found.get("doubtful") and shown:
+            # On the topic, maybe not what was asked: the two closest passages (the right one
+            # is often second there), for the secretary to check; in hybrid mode the LLM
+            # reads the passages instead.
+            closest = " ".join(f"{n}. {_quoted(p, 350)}" for n, p in enumerate(shown[:2], start=1))
+            step = say(f"{found.get('message') or DOUBT} Les passages les plus proches : {closest}")
             step.sure, step.fallback = False, True
             return step
         urgent = f"{found.get('message')} " if found.get("answer") == "urgent" else ""
         return say(
-            f"{urgent}D'après les documents du cabinet ({where}) : « {text} » Source : {source}."
+            f"{urgent}D'après les documents du cabinet {_quoted(shown[0] if shown else found)}"
         )
 
     # -- patients ------------------------------------------------------------------------

@@ -64,11 +64,26 @@ def test_a_doubtful_passage_is_shown_as_the_closest_one_and_the_rules_are_not_su
     """The search found the topic but maybe not the fact asked: the reply says so before the
     passage (the secretary checks it), and in hybrid mode the LLM reads the passages."""
     message = "Les documents du cabinet ne répondent peut-être pas exactement à cette question."
+    second = {
+        **PASSAGE,
+        "section": "Secrétariat",
+        "text": "Le secrétariat répond le samedi.",
+        "source": "/connaissances/1#c7",
+    }
+    third = {**PASSAGE, "section": "Tarifs", "text": "30 euros.", "source": "/connaissances/1#c9"}
     doubtful = _step_after(
-        {"answer": "found", "message": message, "passages": [PASSAGE], "doubtful": True}
+        {
+            "answer": "found",
+            "message": message,
+            "passages": [PASSAGE, second, third],
+            "doubtful": True,
+        }
     )
-    assert doubtful.text.startswith(message) and not doubtful.sure
-    assert "passage le plus proche (Livret — Horaires)" in doubtful.text
+    assert doubtful.text.startswith(message) and not doubtful.sure and doubtful.fallback
+    # the two closest passages, each with its source: the right one is often the second
+    assert "Les passages les plus proches : 1. (Livret — Horaires)" in doubtful.text
     assert "samedi de 8 h 30 à 12 h" in doubtful.text and "/connaissances/1#c4" in doubtful.text
+    assert "2. (Livret — Secrétariat)" in doubtful.text and "/connaissances/1#c7" in doubtful.text
+    assert "Tarifs" not in doubtful.text
     sure = _step_after({"answer": "found", "message": "", "passages": [PASSAGE], "doubtful": False})
     assert sure.sure and sure.text.startswith("D'après les documents du cabinet")
