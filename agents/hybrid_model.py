@@ -79,6 +79,12 @@ class HybridChatModel(BaseChatModel):
         self.answered["rules"] += 1
         return message
 
+    @staticmethod
+    def _by_llm(found: BaseMessage) -> AIMessage:
+        assert isinstance(found, AIMessage)
+        found.additional_kwargs[BY] = "llm"
+        return found
+
     def _fall_back(self, fallback: Step | None, error: Exception) -> AIMessage:
         """The LLM failed before its first word: the rules' own step when they have one,
         else the error goes on (the page offers to retry)."""
@@ -130,13 +136,9 @@ class HybridChatModel(BaseChatModel):
         answer, fallback = self._rules_answer(messages)
         if answer is None:
             try:
-                found = self._llm().invoke(messages, ALONE, stop=stop)
+                answer = self._by_llm(self._llm().invoke(messages, ALONE, stop=stop))
             except Exception as error:  # any client's failure: see _fall_back
                 answer = self._fall_back(fallback, error)
-            else:
-                assert isinstance(found, AIMessage)
-                answer = found
-                answer.additional_kwargs[BY] = "llm"
         return ChatResult(generations=[ChatGeneration(message=answer)])
 
     async def _agenerate(
@@ -149,13 +151,9 @@ class HybridChatModel(BaseChatModel):
         answer, fallback = self._rules_answer(messages)
         if answer is None:
             try:
-                found = await self._llm().ainvoke(messages, ALONE, stop=stop)
+                answer = self._by_llm(await self._llm().ainvoke(messages, ALONE, stop=stop))
             except Exception as error:  # any client's failure: see _fall_back
                 answer = self._fall_back(fallback, error)
-            else:
-                assert isinstance(found, AIMessage)
-                answer = found
-                answer.additional_kwargs[BY] = "llm"
         return ChatResult(generations=[ChatGeneration(message=answer)])
 
     def _stream(

@@ -425,34 +425,38 @@ def test_hybrid_hands_over_when_the_rules_are_not_sure() -> None:
     assert hybrid.answered == {"rules": 1, "llm": 2}
 
 
+PARKING = [HumanMessage("Une patiente demande si le parking est payant.")]
+PARKING_PASSAGE = {
+    "title": "Livret",
+    "section": "Accès",
+    "text": "Parking Garibaldi à 50 m.",
+    "source": "/connaissances/1#c2",
+    "citation": "Livret › Accès, passage 3",
+    "score": 0.88,
+}
+
+
+def _searched(hybrid: HybridChatModel, doubtful: bool) -> list:
+    """The parking question, the rules' knowledge search and the tool's answer."""
+    search = hybrid.invoke(PARKING)
+    assert search.additional_kwargs[BY] == "rules"
+    assert [c["name"] for c in search.tool_calls] == ["search_practice_knowledge"]
+    body = {"answer": "found", "message": "", "passages": [PARKING_PASSAGE], "doubtful": doubtful}
+    result = ToolMessage(content=json.dumps(body), tool_call_id=search.tool_calls[0]["id"])
+    return [*PARKING, search, result]
+
+
 def test_hybrid_hands_a_doubtful_knowledge_answer_to_the_llm() -> None:
     """The rules search the documents; when the search is doubtful (on the topic, maybe not
     the fact asked), the LLM reads the passages and answers instead of the rules' quote."""
     llm = ScriptedChatModel(script=[say("Les documents ne disent pas si le parking est payant.")])
     hybrid = HybridChatModel(rules=RulesChatModel(), llm=llm)
-    question = [HumanMessage("Une patiente demande si le parking est payant.")]
-    search = hybrid.invoke(question)
-    assert search.additional_kwargs[BY] == "rules"
-    assert [c["name"] for c in search.tool_calls] == ["search_practice_knowledge"]
-    passage = {
-        "title": "Livret",
-        "section": "Accès",
-        "text": "Parking Garibaldi à 50 m.",
-        "source": "/connaissances/1#c2",
-        "citation": "Livret › Accès, passage 3",
-        "score": 0.88,
-    }
-
-    def result(doubtful: bool) -> ToolMessage:
-        body = {"answer": "found", "message": "", "passages": [passage], "doubtful": doubtful}
-        return ToolMessage(content=json.dumps(body), tool_call_id=search.tool_calls[0]["id"])
-
-    sure = hybrid.invoke([*question, search, result(False)])
+    sure = hybrid.invoke(_searched(hybrid, doubtful=False))
     assert sure.additional_kwargs[BY] == "rules" and "Parking Garibaldi" in sure.text
-    read = hybrid.invoke([*question, search, result(True)])
+    read = hybrid.invoke(_searched(hybrid, doubtful=True))
     assert read.additional_kwargs[BY] == "llm"
     assert read.text == "Les documents ne disent pas si le parking est payant."
-    assert hybrid.answered == {"rules": 2, "llm": 1}
+    assert hybrid.answered == {"rules": 3, "llm": 1}
 
 
 @pytest.mark.parametrize("way", ["invoke", "stream", "astream"])
@@ -467,19 +471,7 @@ def test_a_doubtful_knowledge_answer_falls_back_to_the_rules_when_the_llm_is_dow
     from evals.secretary_models import DownChatModel
 
     hybrid = HybridChatModel(rules=RulesChatModel(), llm=DownChatModel())
-    question = [HumanMessage("Une patiente demande si le parking est payant.")]
-    search = hybrid.invoke(question)
-    passage = {
-        "title": "Livret",
-        "section": "Accès",
-        "text": "Parking Garibaldi à 50 m.",
-        "source": "/connaissances/1#c2",
-        "citation": "Livret › Accès, passage 3",
-        "score": 0.88,
-    }
-    body = {"answer": "found", "message": "", "passages": [passage], "doubtful": True}
-    result = ToolMessage(content=json.dumps(body), tool_call_id=search.tool_calls[0]["id"])
-    messages = [*question, search, result]
+    messages = _searched(hybrid, doubtful=True)
 
     def answer(messages: list) -> str:
         if way == "invoke":
