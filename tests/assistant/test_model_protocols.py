@@ -383,6 +383,42 @@ def test_hybrid_mode_answers_what_the_rules_are_sure_of_without_the_llm(
     assert model_server.errors == []
 
 
+def test_hybrid_mode_lets_the_llm_read_a_doubtful_knowledge_answer(
+    app, model_server, logged_in, staff, db: Session, monkeypatch
+) -> None:
+    """Through the web chat, the real client and the MCP tool: the rules search the
+    practice's documents; the search is doubtful, so the LLM gets the turn with the passages
+    (and the tool's warning) and its reading is the answer."""
+    from app.services.core.audit import Actor
+    from app.services.knowledge import library as knowledge
+    from app.services.knowledge import no_answer
+    from tests.support.knowledge_files import MARKDOWN
+
+    knowledge.ingest(db, Actor.system("test"), app.state.settings, "livret.md", MARKDOWN)
+    db.commit()
+    n = len(no_answer.FEATURES)  # p = 0.5, between the two thresholds: doubtful
+    unsure = no_answer.NoAnswerModel((0.0,) * n, 0.0, (0.0,) * n, (1.0,) * n, 0.3, "", 0.7)
+    monkeypatch.setattr("app.services.knowledge.retrieval.for_practice", lambda _dir: unsure)
+    app.state.settings = app.state.settings.model_copy(update={"llm_hybrid": True})
+    app.state.assistant.settings = app.state.settings
+    reading = "Le livret donne les horaires, pas les jours fériés : je ne le trouve pas."
+    model_server.play([Reply(text=reading)])
+    client = logged_in(staff.secretary)
+    conversation = chat(client)
+    sent = send(client, conversation, "Une patiente demande si le cabinet est ouvert le 1er mai.")
+    assert next(e["name"] for e in sent if e["type"] == "tool") == "search_practice_knowledge"
+    assert model_server.chat_requests == 1 and sent[-2]["text"] == reading
+    [request] = model_server.requests
+    tool_result = next(m for m in request.messages if m.get("role") == "tool")
+    content = tool_result["content"]  # a string, or text parts (OpenAI's protocol)
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content)
+    found = json.loads(content)
+    assert found["doubtful"] is True and found["answer"] == "found"
+    assert "samedi de 9 h à 12 h" in json.dumps(found["passages"], ensure_ascii=False)
+    assert model_server.errors == []
+
+
 def test_malformed_server_bodies_are_refused_by_the_servers(model_server) -> None:
     """The servers answer bad requests as the real ones do (the clients never send them)."""
     path = "/v1/chat/completions" if isinstance(model_server, OpenAIServer) else "/api/chat"
