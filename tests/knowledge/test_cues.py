@@ -41,10 +41,19 @@ def test_a_temperature_or_an_infants_age_adds_the_documents_words(
         "mon enfant a de la fièvre depuis 2 jours",  # a duration, not an age
         "une fièvre de 3 jours chez mon fils",
         "je viens à 39 min de route",
+        "mon bébé né à 38 SA a 6 semaines, c'est quand son vaccin ?",  # a term, not a fever
+        "accouchée à 39 SA, je dois revoir le médecin quand ?",
+        "le rdv c'est à 38 rue Garibaldi ?",  # an address
     ],
 )
 def test_questions_without_such_expressions_stay_as_they_are(question: str) -> None:
     assert not written_out(question).endswith(")")
+
+
+def test_a_term_of_pregnancy_is_not_a_fever() -> None:
+    """ "38 SA", "38 semaines": a baby's term, which sits in the fever's range of numbers."""
+    said = written_out("bébé de 5 semaines, né à 38 SA, il fait 38 semaines de terme corrigé")
+    assert said.endswith("(nourrisson de moins de 3 mois)") and "fièvre" not in said
 
 
 def test_threads_to_take_out_are_stitches_and_a_son_stays_a_son() -> None:

@@ -176,6 +176,17 @@ def test_a_glue_word_is_not_an_acronym_of_an_alarm_sign() -> None:
     assert read_question("mon pere a fait un avc").urgent
 
 
+def test_a_babys_term_or_an_address_is_not_a_fever() -> None:
+    """A baby under 3 months with a fever is urgent; "né à 38 SA" (a term) and "à 38 rue
+    Garibaldi" (an address) are numbers in the fever's range, not a temperature."""
+    for question in (
+        "mon bébé de 6 semaines est né à 38 SA, c'est quand son vaccin ?",
+        "mon bébé de 6 semaines, le rdv est à 38 rue Garibaldi ?",
+    ):
+        assert not read_question(question).urgent, question
+    assert read_question("mon bébé de 6 semaines a 38 depuis ce matin").urgent
+
+
 def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:
     for question in (
         "Mon père est en fauteuil roulant depuis son AVC, il pourra rentrer chez vous ?",

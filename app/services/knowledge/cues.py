@@ -39,7 +39,9 @@ _FEVER = re.compile(
     r"\b(?:3[89]|4[0-2])(?:[,.]\d)?\s*(?:°|degres?\b|deg\b|c\b)"
     r"|\b(?:3[89]|4[0-2])[,.]\d\b(?!\s*(?:€|euros?|kg|cm|ans|%))"
     r"|\b(?:a|fait|fais|fait du|est a|monte a|thermometre|temperature|temp)\s+(?:3[89]|4[0-2])\b"
-    r"(?!\s*(?:ans|mois|semaines|jours|euros?|€|min|minutes|kg|cm|%|h\b|heures?|ou \d))"
+    # not an age, a delay, a price, a weight, an hour, a term ("né à 38 SA") or an address
+    r"(?!\s*(?:ans|mois|semaines?|sem\b|sa\b|jours|euros?|€|min|minutes|kg|cm|%|h\b|heures?"
+    r"|ou \d|bis\b|ter\b|rue|av\b|avenue|bd\b|boulevard|place|chemin|route|allee|impasse|quai))"
 )
 # A young child's age, said of the child: "bébé de 6 semaines", "ma fille a 2 mois", "mon
 # fils, âgé de 5 semaines", "3 weeks old". Not a duration ("fièvre depuis 2 jours", "une
