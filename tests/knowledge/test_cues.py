@@ -22,6 +22,13 @@ ACTOR = Actor.system("test")
         ("my 3 weeks old baby is hot", "(nourrisson de moins de 3 mois)"),
         ("mon fils de 4 mois vomit", "(nourrisson de moins de 6 mois)"),
         ("mon fils, âgé de 5 semaines, a chaud", "(nourrisson de moins de 3 mois)"),
+        # telegraphic ages, without "de"
+        ("nourrisson 1 mois fièvre 38.5", "(nourrisson de moins de 3 mois)"),
+        ("bb 3 sem chaud", "(nourrisson de moins de 3 mois)"),
+        ("bb 15j il tousse", "(nourrisson de moins de 3 mois)"),
+        ("bébé (5 semaines) ne boit plus", "(nourrisson de moins de 3 mois)"),
+        ("bebe 4 mois 38,5", "(fièvre, nourrisson de moins de 6 mois)"),
+        ("newborn 3 weeks very sleepy", "(nourrisson de moins de 3 mois)"),
     ],
 )
 def test_a_temperature_or_an_infants_age_adds_the_documents_words(
@@ -43,6 +50,8 @@ def test_a_temperature_or_an_infants_age_adds_the_documents_words(
         "je viens à 39 min de route",
         "mon bébé né à 38 SA a 6 semaines, c'est quand son vaccin ?",  # a term, not a fever
         "accouchée à 39 SA, je dois revoir le médecin quand ?",
+        "mon fils 5 mois de toux, il faut un rdv ?",  # a duration, not an age
+        "ma fille 2 ans, vaccin ROR ?",  # past the thresholds
         "le rdv c'est à 38 rue Garibaldi ?",  # an address
     ],
 )

@@ -185,6 +185,10 @@ def test_a_babys_term_or_an_address_is_not_a_fever() -> None:
     ):
         assert not read_question(question).urgent, question
     assert read_question("mon bébé de 6 semaines a 38 depuis ce matin").urgent
+    # telegraphic, as parents write it: the age without "de"
+    for question in ("nourrisson 1 mois fièvre 38.5", "bb 3 sem fievre 38", "mon fils 2 mois 39,2"):
+        assert read_question(question).urgent, question
+    assert not read_question("bébé 3 jours de fièvre à 38,5, il a quel âge pour le vaccin ?").urgent
 
 
 def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:

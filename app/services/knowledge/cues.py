@@ -50,10 +50,14 @@ _CHILD = (
     r"(?:bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|nouveau.?nee|enfant|fils|fille|"
     r"petit|petite|baby|son|daughter|newborn|infant)"
 )
+_UNIT = r"(jours?|j|semaines?|sem|mois|days?|weeks?|wks?|months?)"
 _AGE = re.compile(
     rf"\b{_CHILD},?\s+(?:qui\s+)?(?:de|a|age de|agee? de|ne il y a|nee il y a|is)\s+"
-    rf"{_NUMBER}\s+(jours?|semaines?|mois|days?|weeks?|months?)\b"
+    rf"{_NUMBER}\s*{_UNIT}\b"
     rf"|\b{_NUMBER}[ -](days?|weeks?|months?|jours?|semaines?|mois)[ -]old\b"
+    # telegraphic: "bb 3 sem", "bébé (5 semaines)", "ma fille, 6 semaines"; not a duration
+    # ("bébé 3 jours de fièvre")
+    rf"|\b{_CHILD}\s*[,(]?\s*{_NUMBER}\s*{_UNIT}\b(?!\s*(?:de|d|of)\b)"
 )
 # Stitches: "les fils" with what is done to stitches ("enlever les fils", "les fils qui
 # fondent"); "mon fils" stays a son.
@@ -69,11 +73,15 @@ def _number(text: str) -> int:
 
 
 def _months(match: re.Match[str]) -> float:
-    count, unit = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+    count, unit = next(
+        (match.group(i), match.group(i + 1))
+        for i in range(1, len(match.groups()), 2)
+        if match.group(i)
+    )
     n = _number(count)
-    if unit.startswith(("jour", "day")):
+    if unit.startswith(("jour", "day", "j")):
         return n / 30
-    if unit.startswith(("semaine", "week")):
+    if unit.startswith(("sem", "week", "wk")):
         return n / 4.3
     return float(n)
 
