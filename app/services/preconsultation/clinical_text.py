@@ -31,6 +31,7 @@ Language = Literal["fr", "en"]
 FACT_CONCEPTS = frozenset({"anticoagulant", "enceinte"})  # true wherever they are written
 MAX_CHARS = 4000  # longer answers are read up to here (the form keeps at most 2000)
 CACHED_TEXTS = 4096
+QUESTION_MARKS = frozenset({"?"})  # not a hypothesis in what a patient writes (see pipeline)
 CHILD_UNDER_YEARS = 16  # below this age, a parent fills the form
 # Words naming one's own child (over folded text): on a child's form the parent writes them.
 _CHILD: dict[str, str] = {
@@ -402,6 +403,13 @@ class _Pipeline:
                 eds.hypothesis(
                     span_getter=spans,
                     preceding=[*hypothesis_fr.preceding, *cues.hypothesis_preceding],
+                    # A clinician's "pneumopathie ?" is a suspicion; a patient's "j'ai mal à
+                    # la poitrine ?" is a worry about a sign they have. What a patient only
+                    # wonders about is said before it ("est-ce que", "si", "peur d'avoir").
+                    following=[
+                        *(f for f in hypothesis_fr.following if f not in QUESTION_MARKS),
+                        *cues.hypothesis_following,
+                    ],
                 )
             )
             nlp.add_pipe(
