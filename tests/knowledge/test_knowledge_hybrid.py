@@ -191,6 +191,14 @@ def test_a_babys_term_or_an_address_is_not_a_fever() -> None:
     assert not read_question("bébé 3 jours de fièvre à 38,5, il a quel âge pour le vaccin ?").urgent
 
 
+def test_not_breathing_is_urgent_and_a_blocked_nose_is_not() -> None:
+    """The patient form's "detresse-respiratoire" (a baby turning blue, "j'étouffe") is an
+    emergency in a question too; the nose is not the lungs."""
+    assert read_question("bébé devient bleu pendant les tétées, que faire ?").urgent
+    assert read_question("j'étouffe depuis ce matin, je peux venir ?").urgent
+    assert not read_question("je ne peux pas respirer par le nez, vous avez un rdv ?").urgent
+
+
 def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:
     for question in (
         "Mon père est en fauteuil roulant depuis son AVC, il pourra rentrer chez vous ?",

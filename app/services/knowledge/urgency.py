@@ -23,6 +23,7 @@ URGENT_CONCEPTS = frozenset(
     {
         "douleur-thoracique",
         "essoufflement",
+        "detresse-respiratoire",
         "perte-connaissance",
         "deficit-moteur",
         "trouble-parole",
