@@ -197,6 +197,10 @@ def test_not_breathing_is_urgent_and_a_blocked_nose_is_not() -> None:
     assert read_question("bébé devient bleu pendant les tétées, que faire ?").urgent
     assert read_question("j'étouffe depuis ce matin, je peux venir ?").urgent
     assert not read_question("je ne peux pas respirer par le nez, vous avez un rdv ?").urgent
+    # the patient form's seizures and maternity signs (rules convulsions, grossesse-maternite)
+    assert read_question("mon fils fait une convulsion, que faire ?").urgent
+    assert read_question("je ne sens plus le bébé bouger depuis ce matin, je viens ?").urgent
+    assert not read_question("pas de crise d'épilepsie depuis 3 ans, renouvellement ?").urgent
 
 
 def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:
