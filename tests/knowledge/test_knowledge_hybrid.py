@@ -191,6 +191,22 @@ def test_a_babys_term_or_an_address_is_not_a_fever() -> None:
     assert not read_question("bébé 3 jours de fièvre à 38,5, il a quel âge pour le vaccin ?").urgent
 
 
+def test_a_kind_of_care_the_practice_gives_is_not_an_emergency() -> None:
+    """ "Le Dr Martin suit les AVC ?" asks about the practice; "mon père fait un AVC" and
+    "je suis suivi pour un AVC, mon bras ne répond plus" are about a person, now."""
+    for question in (
+        "Le Dr Martin suit les AVC ?",
+        "vous prenez en charge les crises d'épilepsie ?",
+        "Does Dr Martin treat chest pain?",
+    ):
+        assert not read_question(question).urgent, question
+    for question in (
+        "mon père fait un AVC, vous pouvez le voir ?",
+        "je suis suivi pour un AVC, mon bras ne répond plus depuis ce matin",
+    ):
+        assert read_question(question).urgent, question
+
+
 def test_not_breathing_is_urgent_and_a_blocked_nose_is_not() -> None:
     """The patient form's "detresse-respiratoire" (a baby turning blue, "j'étouffe") is an
     emergency in a question too; the nose is not the lungs."""

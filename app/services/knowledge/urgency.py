@@ -83,6 +83,20 @@ _RECENT = re.compile(
 )
 
 
+# A sign named as a kind of care the practice gives ("le Dr Martin suit les AVC ?", "vous
+# prenez en charge les crises d'épilepsie ?"): a question about the practice, not a person.
+_CARE_OF = re.compile(
+    r"\b(?:suit|suivez|suivent|soigne|soignez|soignent|traite|traitez|traitent|"
+    r"prend en charge|prenez en charge|prennent en charge|s.occupe de|vous occupez de|"
+    r"specialise dans|specialiste des|specialiste de|treat|treats|see patients with)\s+"
+    r"(?:les|des|la|le|l.)?\s*$"
+)
+
+
+def _care_offered(question: str, mention: Mention) -> bool:
+    return bool(_CARE_OF.search(fold(question[: mention.start])))
+
+
 def _past(question: str, mention: Mention, today: bool) -> bool:
     """A mention of the past: dated, or named as a landmark in a question without a word of
     ``today``."""
@@ -110,6 +124,7 @@ def read_question(question: str) -> Urgency:
         and not m.negated
         and not _function_word(m.text)
         and not _past(question, m, today)
+        and not _care_offered(question, m)
     ]
     months = cues.infant_months(folded)
     if (
