@@ -217,6 +217,9 @@ def test_not_breathing_is_urgent_and_a_blocked_nose_is_not() -> None:
     assert read_question("mon fils fait une convulsion, que faire ?").urgent
     assert read_question("je ne sens plus le bébé bouger depuis ce matin, je viens ?").urgent
     assert not read_question("pas de crise d'épilepsie depuis 3 ans, renouvellement ?").urgent
+    # a floppy child is an emergency (rule enfant-mou); a floppy adult is tired
+    assert read_question("mon bébé est tout mou, que faire ?").urgent
+    assert not read_question("je suis tout mou aujourd'hui, je peux avoir un rdv ?").urgent
 
 
 def test_an_alarm_sign_of_the_past_is_not_an_emergency() -> None:

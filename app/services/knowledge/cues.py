@@ -46,10 +46,11 @@ _FEVER = re.compile(
 # A young child's age, said of the child: "bébé de 6 semaines", "ma fille a 2 mois", "mon
 # fils, âgé de 5 semaines", "3 weeks old". Not a duration ("fièvre depuis 2 jours", "une
 # fièvre de 3 jours").
-_CHILD = (
-    r"(?:bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|nouveau.?nee|enfant|fils|fille|"
-    r"petit|petite|baby|son|daughter|newborn|infant)"
+_CHILD_WORDS = (
+    r"bebe|bebes|bb|nourrisson|nourrissons|nouveau.?ne|nouveau.?nee|enfant|fils|fille|"
+    r"petit|petite|baby|son|daughter|newborn|infant"
 )
+_CHILD = rf"(?:{_CHILD_WORDS})"
 _UNIT = r"(jours?|j|semaines?|sem|mois|days?|weeks?|wks?|months?)"
 _AGE = re.compile(
     rf"\b{_CHILD},?\s+(?:qui\s+)?(?:de|a|age de|agee? de|ne il y a|nee il y a|is)\s+"
@@ -91,6 +92,14 @@ def infant_months(folded: str) -> float | None:
     months to (None when it gives none)."""
     ages = [_months(m) for m in _AGE.finditer(folded)]
     return min(ages) if ages else None
+
+
+_YOUNG_CHILD = re.compile(rf"\b(?:{_CHILD_WORDS}|bambin|toddler|kid)\b")
+
+
+def names_a_child(folded: str) -> bool:
+    """Whether the question speaks of a (young) child: "mon bébé", "ma fille", "my son"."""
+    return bool(_YOUNG_CHILD.search(folded))
 
 
 def fever_temperature(folded: str) -> bool:

@@ -126,6 +126,10 @@ def read_question(question: str) -> Urgency:
         and not _past(question, m, today)
         and not _care_offered(question, m)
     ]
+    if cues.names_a_child(folded) and any(
+        m.concept == "enfant-mou" and not m.negated for m in mentions
+    ):  # floppy or unrousable: an emergency for a young child (the form's rule enfant-mou)
+        found.append("enfant-mou")
     months = cues.infant_months(folded)
     if (
         months is not None
