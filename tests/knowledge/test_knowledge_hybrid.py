@@ -247,7 +247,9 @@ def test_someone_who_no_longer_responds_is_an_emergency() -> None:
         "my baby won't wake up",
         "my dad is unresponsive",
     ):
-        assert read_question(question).concepts == ("perte-connaissance",), question
+        assert read_question(question).concepts[0] == "perte-connaissance", question
+    # a young child who does not wake is also the form's "enfant-mou"
+    assert read_question("my baby won't wake up").concepts == ("perte-connaissance", "enfant-mou")
     for question in (
         "le secrétariat ne répond plus au téléphone",
         "sa toux ne répond plus au traitement",
