@@ -372,9 +372,18 @@ def eval_knowledge(
     if result.calibrated and questions is not None:
         # The practice's own calibration changes what its staff are told ("not in the
         # documents", doubtful): who wrote it, when, and on what, go to its audit trail.
+        from app.services.knowledge.library import record_calibration
+
+        scores, cross_validated = result.scores, result.cross_validated
         with _session() as session:
-            knowledge_eval.audit_calibration(
-                session, Actor.system(f"cli:{getpass.getuser()}"), result
+            record_calibration(
+                session,
+                Actor.system(f"cli:{getpass.getuser()}"),
+                Path(result.calibration_file),
+                questions=scores.questions + scores.unanswerable,
+                unanswerable=scores.unanswerable,
+                f1=scores.no_answer_f1,
+                f1_cross_validated=cross_validated.no_answer_f1 if cross_validated else None,
             )
     json_path, md_path = knowledge_eval.write_reports(result, out or knowledge_eval.REPORTS)
     typer.echo(knowledge_eval.summary(result))

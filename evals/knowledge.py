@@ -33,7 +33,6 @@ import yaml
 from sqlmodel import Session
 
 from app.config.settings import Settings
-from app.services.core import audit
 from app.services.core.audit import Actor
 from app.services.knowledge import library as knowledge
 from app.services.knowledge import no_answer
@@ -447,28 +446,6 @@ def evaluate(
         calibrated=calibrated,
         calibration_file=str(calibration_file or no_answer.MODEL_FILE) if calibrated else "",
         results=results,
-    )
-
-
-def audit_calibration(session: Session, actor: Actor, result: KnowledgeEval) -> None:
-    """Record in the practice's audit trail that its own "no answer" calibration was written:
-    the file, the number of questions, the thresholds and the F1 (no question text)."""
-    model = no_answer.load(Path(result.calibration_file))
-    cross_validated = result.cross_validated
-    audit.record(
-        session,
-        actor,
-        "knowledge.calibration",
-        record_type="knowledge",
-        details={
-            "file": Path(result.calibration_file).name,
-            "questions": result.scores.questions + result.scores.unanswerable,
-            "unanswerable": result.scores.unanswerable,
-            "threshold": model.threshold if model else None,
-            "doubt": model.doubt if model else None,
-            "f1": result.scores.no_answer_f1,
-            "f1_cross_validated": cross_validated.no_answer_f1 if cross_validated else None,
-        },
     )
 
 

@@ -10,7 +10,7 @@ a failed job leaves the former passages (or none) and shows the failure with a r
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
@@ -22,7 +22,7 @@ from app.jobs import runner as job_runner
 from app.jobs import store as jobs
 from app.services.core import audit, job_actions
 from app.services.core.errors import Conflict, InvalidInput, NotFound
-from app.services.knowledge import lexical
+from app.services.knowledge import lexical, no_answer
 from app.services.knowledge.analysis import embedding_query, vocabulary
 from app.services.knowledge.chunking import Chunk
 from app.services.knowledge.index import (
@@ -395,3 +395,34 @@ def search(
 ) -> list[Passage]:
     """The ``k`` best passages for the question, best first (see ``find``)."""
     return find(session, actor, settings, query, k).passages
+
+
+def record_calibration(
+    session: Session,
+    actor: audit.Actor,
+    path: Path,
+    *,
+    questions: int,
+    unanswerable: int,
+    f1: float,
+    f1_cross_validated: float | None,
+) -> None:
+    """Record in the audit trail that the practice's own "no answer" calibration (``path``)
+    was written: it changes what its staff are told ("not in the documents", doubtful). The
+    file, the number of questions, the thresholds and the F1; no question text."""
+    model = no_answer.load(path)
+    audit.record(
+        session,
+        actor,
+        "knowledge.calibration",
+        record_type=RECORD_TYPE,
+        details={
+            "file": path.name,
+            "questions": questions,
+            "unanswerable": unanswerable,
+            "threshold": model.threshold if model else None,
+            "doubt": model.doubt if model else None,
+            "f1": f1,
+            "f1_cross_validated": f1_cross_validated,
+        },
+    )

@@ -134,11 +134,7 @@ def fit(
     )
     probabilities = [model.probability(s) for s in samples]
     best = best_threshold(probabilities, answerable, beta)
-    return replace(
-        model,
-        threshold=best,
-        doubt=max(best, best_threshold(probabilities, answerable, 1.0, start=best)),
-    )
+    return with_doubt(replace(model, threshold=best), samples, answerable)
 
 
 def best_threshold(
@@ -163,9 +159,8 @@ def with_doubt(
 ) -> NoAnswerModel:
     """``model`` with the doubt threshold fitted on ``samples`` (its weights unchanged)."""
     probabilities = [model.probability(s) for s in samples]
-    start = model.threshold
     return replace(
-        model, doubt=max(start, best_threshold(probabilities, answerable, 1.0, start=start))
+        model, doubt=best_threshold(probabilities, answerable, 1.0, start=model.threshold)
     )
 
 

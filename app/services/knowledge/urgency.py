@@ -117,19 +117,17 @@ def read_question(question: str) -> Urgency:
     mentions = read_text(question)
     folded = fold(question)
     today = bool(_RECENT.search(folded))
-    found = [
-        m.concept
+    current = [
+        m
         for m in mentions
-        if m.concept in URGENT_CONCEPTS
-        and not m.negated
+        if not m.negated
         and not _function_word(m.text)
         and not _past(question, m, today)
         and not _care_offered(question, m)
     ]
-    if cues.names_a_child(folded) and any(
-        m.concept == "enfant-mou" and not m.negated for m in mentions
-    ):  # floppy or unrousable: an emergency for a young child (the form's rule enfant-mou)
-        found.append("enfant-mou")
+    found = [m.concept for m in current if m.concept in URGENT_CONCEPTS]
+    if cues.names_a_child(folded) and any(m.concept == "enfant-mou" for m in current):
+        found.append("enfant-mou")  # floppy or unrousable: urgent in a young child only
     months = cues.infant_months(folded)
     if (
         months is not None
